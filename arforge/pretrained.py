@@ -1,0 +1,215 @@
+"""``save_pretrained`` / ``from_pretrained`` for every arforge model, with atomic writes and strict loads.
+
+A pretrained directory holds ``config.json`` and ``model.safetensors``::
+
+    {"arforge": {"kind": "tokenizer", "type": "vq", "format": 1}, "config": {...}}
+
+``kind`` is the model family group (``tokenizer`` or ``generator``), ``type`` its registered name.
+Loading a directory of the wrong kind or type, a directory without these files, or weights that do
+not match the module's parameters exactly raises :class:`CheckpointError` naming the problem.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any, ClassVar, Iterator, Mapping
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from arforge.config import from_dict, to_dict
+from arforge.registry import Registry
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+FORMAT_VERSION = 1
+
+#: every class that can be saved/loaded, keyed by ``"<kind>/<type>"``
+MODEL_CLASSES: Registry[type] = Registry("model class")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, unreadable, of the wrong family, or does not match the model."""
+
+
+@contextlib.contextmanager
+def atomic_directory(target: str | Path) -> Iterator[Path]:
+    """Yield a fresh temporary directory that replaces ``target`` only if the block succeeds.
+
+    The temporary directory is a sibling of ``target`` (same file system), so the final step is a
+    rename: readers see either the old complete directory or the new complete one, never a mix.
+    On an exception the temporary directory is deleted and ``target`` is left untouched.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        yield tmp
+        backup = None
+        if target.exists():
+            backup = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(target, backup)
+        os.replace(tmp, target)
+        if backup is not None:
+            shutil.rmtree(backup, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename (never half-written)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def save_safetensors(tensors: Mapping[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> None:
+    """Save tensors as safetensors atomically (contiguous CPU copies; shared storage is broken up)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+    plain = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    try:
+        save_file(plain, str(tmp), metadata=metadata)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def load_state_dict_strict(module: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
+    """Load ``state_dict`` into ``module`` requiring an exact key and shape match.
+
+    Raises :class:`CheckpointError` listing missing keys, unexpected keys and shape mismatches
+    (the first few of each and their counts), with ``source`` naming where the weights came from.
+    """
+    own = module.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    mismatched = [
+        f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(own[k].shape)
+    ]
+    if missing or unexpected or mismatched:
+
+        def show(name: str, items: list[str]) -> str:
+            if not items:
+                return ""
+            head = ", ".join(items[:8]) + (", ..." if len(items) > 8 else "")
+            return f"\n  {len(items)} {name}: {head}"
+
+        raise CheckpointError(
+            f"weights from {source} do not match {type(module).__name__}:"
+            + show("missing keys", missing)
+            + show("unexpected keys", unexpected)
+            + show("shape mismatches", mismatched)
+        )
+    module.load_state_dict(state_dict, strict=True)
+
+
+def read_config_file(directory: str | Path) -> dict[str, Any]:
+    """Read and sanity-check ``directory/config.json``; raises :class:`CheckpointError` if absent/bad."""
+    directory = Path(directory)
+    cfg_path = directory / CONFIG_NAME
+    if not directory.exists():
+        raise CheckpointError(f"checkpoint not found: {directory} does not exist")
+    if not cfg_path.is_file():
+        raise CheckpointError(
+            f"{directory} is not an arforge checkpoint: {CONFIG_NAME} is missing "
+            f"(for LlamaGen/VAR/MAR .pt files use arforge.interop)"
+        )
+    try:
+        meta = json.loads(cfg_path.read_text())
+        header = meta["arforge"]
+        kind, type_ = header["kind"], header["type"]
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{cfg_path} is not a valid arforge config ({err})") from err
+    return {"kind": kind, "type": type_, "config": meta.get("config", {}), "extra": meta.get("extra", {})}
+
+
+class PretrainedMixin:
+    """Mixin for ``nn.Module`` subclasses with a dataclass ``config``.
+
+    Subclasses set ``config_class`` (a dataclass), ``model_kind`` (``"tokenizer"``/``"generator"``)
+    and ``model_type`` (registered name), keep their config in ``self.config`` and are registered
+    with :func:`register_model`.
+    """
+
+    config_class: ClassVar[type]
+    model_kind: ClassVar[str]
+    model_type: ClassVar[str]
+
+    def save_pretrained(self, directory: str | Path, extra: Mapping[str, Any] | None = None) -> Path:
+        """Write ``config.json`` + ``model.safetensors`` atomically into ``directory`` and return it."""
+        assert isinstance(self, torch.nn.Module)
+        directory = Path(directory)
+        meta = {
+            "arforge": {"kind": self.model_kind, "type": self.model_type, "format": FORMAT_VERSION},
+            "config": to_dict(self.config),
+            "extra": dict(extra or {}),
+        }
+        with atomic_directory(directory) as tmp:
+            save_safetensors(self.state_dict(), tmp / WEIGHTS_NAME)
+            (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=2))
+        return directory
+
+    @classmethod
+    def from_config_dict(cls, config: Mapping[str, Any], source: str | None = None):
+        return cls(from_dict(cls.config_class, config, source=source))
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu"):
+        """Build the model from ``directory`` and load its weights strictly.
+
+        Raises :class:`CheckpointError` if the directory is missing, holds a different model
+        kind/type, or its weights do not match exactly.
+        """
+        directory = Path(directory)
+        meta = read_config_file(directory)
+        if meta["kind"] != cls.model_kind or meta["type"] != cls.model_type:
+            raise CheckpointError(
+                f"{directory} holds a {meta['type']} {meta['kind']}, not a {cls.model_type} {cls.model_kind}; "
+                f"load it with arforge.pretrained.load_pretrained() or pass a {cls.model_type} {cls.model_kind} checkpoint"
+            )
+        model = cls.from_config_dict(meta["config"], source=str(directory / CONFIG_NAME))
+        weights = directory / WEIGHTS_NAME
+        if not weights.is_file():
+            raise CheckpointError(f"{directory} has no {WEIGHTS_NAME}")
+        load_state_dict_strict(model, load_file(str(weights), device=str(map_location)), str(weights))
+        return model
+
+
+def register_model(cls: type) -> type:
+    """Class decorator: make ``cls`` loadable through :func:`load_pretrained`."""
+    MODEL_CLASSES.register(f"{cls.model_kind}/{cls.model_type}", cls)
+    return cls
+
+
+def load_pretrained(directory: str | Path, kind: str | None = None, map_location: str | torch.device = "cpu"):
+    """Load any arforge model from ``directory``; if ``kind`` is given the model must be of that kind."""
+    meta = read_config_file(directory)
+    if kind is not None and meta["kind"] != kind:
+        raise CheckpointError(
+            f"{directory} holds a {meta['type']} {meta['kind']}, but a {kind} checkpoint is needed here"
+        )
+    import arforge.generators  # noqa: F401  (registers the model classes)
+    import arforge.tokenizers  # noqa: F401
+
+    key = f"{meta['kind']}/{meta['type']}"
+    if key not in MODEL_CLASSES:
+        raise CheckpointError(f"{directory}: unknown model '{key}'; known: {', '.join(MODEL_CLASSES.names())}")
+    return MODEL_CLASSES.get(key).from_pretrained(directory, map_location=map_location)

@@ -1,0 +1,1 @@
+"""Small shared helpers: logging setup, seeding, device selection, image I/O."""
