@@ -1,0 +1,220 @@
+"""The Llama-style decoder shared by every generation order.
+
+Pre-norm blocks (RMSNorm, bias-free fused ``wqkv``/``wo`` attention with rotary positions, SwiGLU
+``w1/w3/w2`` MLP). Attention always takes an *explicit* boolean mask and explicit per-token rotary
+tables, so the same blocks run causal raster training, block-causal orders and KV-cached decoding
+with holes (see :mod:`arforge.generators.kv_cache`). Module names follow LlamaGen's
+``Transformer`` (``layers.N.attention.wqkv``, ``layers.N.feed_forward.w1`` ..., ``norm``), so
+LlamaGen checkpoints load without renaming.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from arforge.generators.kv_cache import KVCache
+from arforge.generators.rope import apply_rope
+
+
+def find_multiple(n: int, k: int) -> int:
+    """Smallest multiple of ``k`` that is ``>= n``."""
+    return n if n % k == 0 else n + k - (n % k)
+
+
+@dataclass
+class BackboneConfig:
+    """Shape and regularisation of the decoder stack (LlamaGen ``ModelArgs`` names)."""
+
+    dim: int = 256
+    n_layer: int = 4
+    n_head: int = 4
+    n_kv_head: int | None = None
+    multiple_of: int = 256
+    ffn_dim_multiplier: float | None = None
+    rope_base: float = 10000.0
+    norm_eps: float = 1e-5
+    initializer_range: float = 0.02
+    attn_dropout_p: float = 0.0
+    resid_dropout_p: float = 0.0
+    ffn_dropout_p: float = 0.0
+    drop_path_rate: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.dim % self.n_head:
+            raise ValueError(f"dim={self.dim} must be divisible by n_head={self.n_head}")
+        kv = self.n_kv_head or self.n_head
+        if self.n_head % kv:
+            raise ValueError(f"n_head={self.n_head} must be divisible by n_kv_head={kv}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.n_head
+
+    @property
+    def kv_heads(self) -> int:
+        return self.n_kv_head or self.n_head
+
+    @property
+    def ffn_hidden(self) -> int:
+        hidden = int(2 * 4 * self.dim / 3)
+        if self.ffn_dim_multiplier is not None:
+            hidden = int(self.ffn_dim_multiplier * hidden)
+        return find_multiple(hidden, self.multiple_of)
+
+
+class RMSNorm(nn.Module):
+    """``x / rms(x) * weight``, normalised in float32 and cast back (LlamaGen numerics)."""
+
+    def __init__(self, dim: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xf = x.float()
+        normed = xf * torch.rsqrt(xf.pow(2).mean(dim=-1, keepdim=True) + self.eps)
+        return normed.type_as(x) * self.weight
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drop the whole residual branch per sample with probability ``p`` (training only)."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = torch.rand(x.shape[0], *([1] * (x.dim() - 1)), device=x.device) >= self.p
+        return x * keep.to(x.dtype) / (1.0 - self.p)
+
+
+class Attention(nn.Module):
+    """Multi-head (optionally grouped-query) attention with rotary q/k and an explicit mask."""
+
+    def __init__(self, cfg: BackboneConfig):
+        super().__init__()
+        self.n_head, self.n_kv_head, self.head_dim = cfg.n_head, cfg.kv_heads, cfg.head_dim
+        self.wqkv = nn.Linear(cfg.dim, (cfg.n_head + 2 * cfg.kv_heads) * cfg.head_dim, bias=False)
+        self.wo = nn.Linear(cfg.dim, cfg.dim, bias=False)
+        self.attn_dropout_p = cfg.attn_dropout_p
+        self.resid_dropout = nn.Dropout(cfg.resid_dropout_p)
+
+    def forward(
+        self,
+        x_BTC: torch.Tensor,
+        rope_TP2: torch.Tensor,
+        mask_B1TS: torch.Tensor | None,
+        cache: KVCache | None = None,
+        layer: int = 0,
+        pos_BT: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``mask`` is boolean (True = attend) over keys ``S`` (= T without cache, = L_max with cache);
+        ``None`` means plain causal over the T inputs."""
+        B, T, C = x_BTC.shape
+        kv_dim = self.n_kv_head * self.head_dim
+        q, k, v = self.wqkv(x_BTC).split([C, kv_dim, kv_dim], dim=-1)
+        q_BTHD = apply_rope(q.view(B, T, self.n_head, self.head_dim), rope_TP2)
+        k_BTHD = apply_rope(k.view(B, T, self.n_kv_head, self.head_dim), rope_TP2)
+        v_BTHD = v.view(B, T, self.n_kv_head, self.head_dim)
+        if cache is not None:
+            if pos_BT is None:
+                raise ValueError("pos_BT is required when decoding with a KV cache")
+            k_BTHD, v_BTHD = cache.write(layer, pos_BT, k_BTHD, v_BTHD)
+            k_BTHD, v_BTHD = k_BTHD.to(q_BTHD.dtype), v_BTHD.to(q_BTHD.dtype)
+        q_BHTD, k_BHSD, v_BHSD = (t.transpose(1, 2) for t in (q_BTHD, k_BTHD, v_BTHD))
+        if self.n_kv_head != self.n_head:
+            rep = self.n_head // self.n_kv_head
+            k_BHSD = k_BHSD.repeat_interleave(rep, dim=1)
+            v_BHSD = v_BHSD.repeat_interleave(rep, dim=1)
+        out_BHTD = F.scaled_dot_product_attention(
+            q_BHTD,
+            k_BHSD,
+            v_BHSD,
+            attn_mask=mask_B1TS,
+            is_causal=mask_B1TS is None,
+            dropout_p=self.attn_dropout_p if self.training else 0.0,
+        )
+        return self.resid_dropout(self.wo(out_BHTD.transpose(1, 2).reshape(B, T, C)))
+
+
+class FeedForward(nn.Module):
+    """SwiGLU MLP: ``w2(silu(w1 x) * w3 x)``."""
+
+    def __init__(self, cfg: BackboneConfig):
+        super().__init__()
+        self.w1 = nn.Linear(cfg.dim, cfg.ffn_hidden, bias=False)
+        self.w3 = nn.Linear(cfg.dim, cfg.ffn_hidden, bias=False)
+        self.w2 = nn.Linear(cfg.ffn_hidden, cfg.dim, bias=False)
+        self.ffn_dropout = nn.Dropout(cfg.ffn_dropout_p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.ffn_dropout(self.w2(F.silu(self.w1(x)) * self.w3(x)))
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm residual block: ``x + attn(norm(x))`` then ``h + mlp(norm(h))``."""
+
+    def __init__(self, cfg: BackboneConfig, drop_path: float = 0.0):
+        super().__init__()
+        self.attention = Attention(cfg)
+        self.feed_forward = FeedForward(cfg)
+        self.attention_norm = RMSNorm(cfg.dim, eps=cfg.norm_eps)
+        self.ffn_norm = RMSNorm(cfg.dim, eps=cfg.norm_eps)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x, rope, mask, cache=None, layer=0, pos_BT=None):
+        h = x + self.drop_path(self.attention(self.attention_norm(x), rope, mask, cache, layer, pos_BT))
+        return h + self.drop_path(self.feed_forward(self.ffn_norm(h)))
+
+
+class Backbone(nn.Module):
+    """Stack of :class:`TransformerBlock` (``layers``) and a final RMSNorm (``norm``).
+
+    Generators subclass it and add their embeddings and head, so parameter names stay flat
+    (``layers.0.attention.wqkv.weight``, ``norm.weight``) exactly as in LlamaGen checkpoints.
+    """
+
+    def __init__(self, cfg: BackboneConfig):
+        super().__init__()
+        self.backbone_config = cfg
+        rates = torch.linspace(0, cfg.drop_path_rate, cfg.n_layer).tolist()
+        self.layers = nn.ModuleList(TransformerBlock(cfg, rates[i]) for i in range(cfg.n_layer))
+        self.norm = RMSNorm(cfg.dim, eps=cfg.norm_eps)
+
+    def run_layers(
+        self,
+        h_BTC: torch.Tensor,
+        rope_TP2: torch.Tensor,
+        mask_B1TS: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        pos_BT: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """All blocks then the final norm. With ``cache``, new K/V are written at ``pos_BT`` first."""
+        for i, layer in enumerate(self.layers):
+            h_BTC = layer(h_BTC, rope_TP2, mask_B1TS, cache, i, pos_BT)
+        return self.norm(h_BTC)
+
+    def new_cache(self, batch_size: int, max_len: int, dtype: torch.dtype | None = None, device=None) -> KVCache:
+        """An empty :class:`KVCache` sized for this backbone."""
+        ref = self.norm.weight
+        cfg = self.backbone_config
+        return KVCache(
+            cfg.n_layer, batch_size, max_len, cfg.kv_heads, cfg.head_dim,
+            dtype=dtype or ref.dtype, device=device or ref.device,
+        )
+
+    def init_weights(self, std: float) -> None:
+        """LlamaGen init: normal(0, std) for Linear/Embedding weights, zero biases."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0.0, std)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Embedding):
+                nn.init.normal_(m.weight, 0.0, std)

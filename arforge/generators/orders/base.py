@@ -1,0 +1,77 @@
+"""The generation-order abstraction: where tokens sit, what each training position sees and predicts,
+and which positions each decoding step feeds and emits.
+
+Sequences are laid out as ``[prefix (P condition tokens), image tokens ...]``; sequence slot of image
+token ``i`` (its index in raster order over the grid) is ``P + i``. An :class:`Order` provides
+
+* the **training arrangement** (:meth:`Order.training_arrangement`): which image tokens are fed,
+  which output slot predicts each target token, and the attention mask (``None`` = causal);
+* the **decode schedule** (:meth:`Order.decode_schedule`): a list of :class:`DecodeStep`, each
+  naming the tokens fed in one forward pass and the tokens sampled from its outputs.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class DecodeStep:
+    """One forward pass of decoding.
+
+    Attributes:
+        feed_T: image-token indices fed in this pass (int64 ``(T,)``; empty for the prefill pass,
+            which feeds the condition prefix instead).
+        emit_E: image-token indices sampled from this pass's outputs (int64 ``(E,)``).
+        source_E: for each emitted token, the output row it is read from: an index into the fed
+            tokens, or ``-1`` for the last prefix position (prefill).
+    """
+
+    feed_T: torch.Tensor
+    emit_E: torch.Tensor
+    source_E: torch.Tensor
+
+
+@dataclass(frozen=True)
+class TrainingArrangement:
+    """Teacher-forcing layout for a ``P``-token prefix.
+
+    Attributes:
+        input_idx_T: image-token indices fed after the prefix (their slots are ``P..P+T-1``).
+        target_slot_N: for image token ``i``, the sequence slot whose output predicts it.
+        mask_LL: boolean attention mask over the ``L = P + T`` slots, or ``None`` for causal.
+    """
+
+    input_idx_T: torch.Tensor
+    target_slot_N: torch.Tensor
+    mask_LL: torch.Tensor | None
+
+
+class Order(abc.ABC):
+    """A generation order over a ``(h, w)`` token grid."""
+
+    def __init__(self, grid_hw: tuple[int, int]):
+        self.grid_hw = (int(grid_hw[0]), int(grid_hw[1]))
+
+    @property
+    def num_tokens(self) -> int:
+        return self.grid_hw[0] * self.grid_hw[1]
+
+    def grid_coords(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Row and column (int64 ``(N,)``) of every image token, tokens indexed in raster order."""
+        idx = torch.arange(self.num_tokens)
+        return idx // self.grid_hw[1], idx % self.grid_hw[1]
+
+    @abc.abstractmethod
+    def training_arrangement(self, num_prefix: int) -> TrainingArrangement:
+        """How to teacher-force a sequence with ``num_prefix`` condition tokens."""
+
+    @abc.abstractmethod
+    def decode_schedule(self) -> list[DecodeStep]:
+        """The forward passes that generate every token exactly once, in order."""
+
+    def num_decode_steps(self) -> int:
+        return len(self.decode_schedule())

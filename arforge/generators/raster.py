@@ -1,0 +1,186 @@
+"""The ``raster`` family: Llama-style decoder + raster order + categorical head + class/text prefix.
+
+Parameter names are LlamaGen's ``Transformer`` names (``cls_embedding``, ``tok_embeddings``,
+``layers``, ``norm``, ``output``), so LlamaGen c2i/t2i GPT checkpoints load strictly (see
+:mod:`arforge.interop.llamagen_gpt`). Condition tokens get an all-zero rotary table, image token
+``i`` the 2D rotary angle of its grid cell, exactly as LlamaGen.
+
+Decoding interface used by every sampler (:class:`arforge.generators.base.TokenGenerator`):
+``new_cache`` -> ``prefill(cond)`` -> repeated ``decode(tokens_BT, idx_BT)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from arforge.generators.backbone import Backbone, BackboneConfig
+from arforge.generators.conditioning import CaptionEmbedder, ClassEmbedder
+from arforge.generators.kv_cache import KVCache
+from arforge.generators.orders import Raster
+from arforge.generators.rope import rope_2d, zero_rope
+from arforge.pretrained import PretrainedMixin, register_model
+
+
+@dataclass
+class RasterConfig:
+    """Configuration of a :class:`RasterGenerator`.
+
+    Attributes:
+        vocab_size: codebook size of the tokenizer.
+        grid_size: token grid ``(h, w)``; LlamaGen's ``block_size`` is ``h * w``.
+        condition: ``"class"`` (label prefix of 1 token) or ``"caption"`` (text features prefix).
+        num_classes: number of classes (a null class is added when ``class_dropout_prob > 0``).
+        class_dropout_prob: probability of dropping the condition in training (enables CFG).
+        caption_dim: width of the text-encoder features (``condition="caption"``).
+        cls_token_num: prefix length P (1 for classes; text length for captions).
+        token_dropout_p: dropout on the input embeddings.
+        backbone: decoder shape (:class:`BackboneConfig`).
+    """
+
+    vocab_size: int = 1024
+    grid_size: tuple[int, int] = (16, 16)
+    condition: Literal["class", "caption"] = "class"
+    num_classes: int = 1000
+    class_dropout_prob: float = 0.1
+    caption_dim: int = 2048
+    cls_token_num: int = 1
+    token_dropout_p: float = 0.0
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+
+    def __post_init__(self) -> None:
+        if self.condition == "class" and self.cls_token_num != 1:
+            raise ValueError("class conditioning uses exactly one prefix token: set cls_token_num: 1")
+        if min(self.grid_size) < 1 or self.vocab_size < 2:
+            raise ValueError(f"invalid grid_size={self.grid_size} or vocab_size={self.vocab_size}")
+
+
+@register_model
+class RasterGenerator(Backbone, PretrainedMixin):
+    """Class- or text-conditional next-token generator over a raster token grid."""
+
+    config_class = RasterConfig
+    model_kind = "generator"
+    model_type = "raster"
+
+    def __init__(self, config: RasterConfig):
+        super().__init__(config.backbone)
+        self.config = config
+        bcfg = config.backbone
+        if config.condition == "class":
+            self.cls_embedding: nn.Module = ClassEmbedder(config.num_classes, bcfg.dim, config.class_dropout_prob)
+        else:
+            self.cls_embedding = CaptionEmbedder(config.caption_dim, bcfg.dim, config.class_dropout_prob, config.cls_token_num)
+        self.tok_embeddings = nn.Embedding(config.vocab_size, bcfg.dim)
+        self.tok_dropout = nn.Dropout(config.token_dropout_p)
+        self.output = nn.Linear(bcfg.dim, config.vocab_size, bias=False)
+        self.order = Raster(config.grid_size)
+        rows, cols = self.order.grid_coords()
+        slots_rope = torch.cat([zero_rope(config.cls_token_num, bcfg.head_dim), rope_2d(rows, cols, bcfg.head_dim, bcfg.rope_base)])
+        self.register_buffer("rope_slots", slots_rope, persistent=False)
+        self.init_weights(bcfg.initializer_range)
+        nn.init.zeros_(self.output.weight)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def num_prefix(self) -> int:
+        return self.config.cls_token_num
+
+    @property
+    def num_tokens(self) -> int:
+        return self.order.num_tokens
+
+    @property
+    def vocab_size(self) -> int:
+        return self.config.vocab_size
+
+    @property
+    def max_seq_len(self) -> int:
+        return self.num_prefix + self.num_tokens
+
+    def null_condition(self, cond: torch.Tensor) -> torch.Tensor:
+        """The unconditional counterpart of ``cond`` (null class / null caption) for CFG."""
+        return self.cls_embedding.null_condition(cond)
+
+    # ------------------------------------------------------------------ training
+    def forward(self, tokens_BN: torch.Tensor, cond: torch.Tensor, cond_mask_BP: torch.Tensor | None = None) -> torch.Tensor:
+        """Teacher-forced logits ``(B, N, V)`` (float32); ``logits[:, i]`` predicts ``tokens_BN[:, i]``.
+
+        ``cond`` is labels ``(B,)`` or caption features ``(B, P, caption_dim)``; ``cond_mask_BP``
+        (captions only) marks valid caption tokens (left padding), as LlamaGen's ``emb_mask``.
+        """
+        B, N = tokens_BN.shape
+        if N != self.num_tokens:
+            raise ValueError(f"expected {self.num_tokens} tokens per image (grid {self.config.grid_size}), got {N}")
+        P = self.num_prefix
+        arr = self.order.training_arrangement(P)
+        input_idx = arr.input_idx_T.to(tokens_BN.device)
+        x_BLC = torch.cat([self.cls_embedding(cond)[:, :P], self.tok_embeddings(tokens_BN[:, input_idx])], dim=1)
+        x_BLC = self.tok_dropout(x_BLC)
+        L = x_BLC.shape[1]
+        rope = self.rope_slots[torch.cat([torch.arange(P, device=input_idx.device), P + input_idx])]
+        mask = arr.mask_LL
+        if cond_mask_BP is not None:
+            mask = self._prefix_padding_mask(cond_mask_BP, L, mask)
+        h_BLC = self.run_layers(x_BLC, rope, mask)
+        return self.output(h_BLC[:, arr.target_slot_N.to(h_BLC.device)]).float()
+
+    def loss(self, tokens_BN: torch.Tensor, cond: torch.Tensor, cond_mask_BP: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean next-token cross-entropy over all image tokens."""
+        logits_BNV = self.forward(tokens_BN, cond, cond_mask_BP)
+        return F.cross_entropy(logits_BNV.flatten(0, 1), tokens_BN.flatten())
+
+    @staticmethod
+    def _prefix_padding_mask(cond_mask_BP: torch.Tensor, L: int, base_LL: torch.Tensor | None) -> torch.Tensor:
+        """Causal mask with padded prefix columns hidden and the diagonal kept (LlamaGen t2i)."""
+        B, P = cond_mask_BP.shape
+        dev = cond_mask_BP.device
+        causal = torch.ones(L, L, dtype=torch.bool, device=dev).tril() if base_LL is None else base_LL.to(dev)
+        cols = torch.ones(B, L, dtype=torch.bool, device=dev)
+        cols[:, :P] = cond_mask_BP.bool()
+        mask = causal[None] & cols[:, None, :]
+        mask |= torch.eye(L, dtype=torch.bool, device=dev)[None]
+        return mask[:, None]
+
+    # ------------------------------------------------------------------ decoding
+    def new_cache(self, batch_size: int, dtype: torch.dtype | None = None, device=None, max_len: int | None = None) -> KVCache:
+        """Empty KV cache for ``batch_size`` sequences of ``max_seq_len`` slots."""
+        return super().new_cache(batch_size, max_len or self.max_seq_len, dtype=dtype, device=device)
+
+    def prefill(self, cond: torch.Tensor, cache: KVCache, cond_mask_BP: torch.Tensor | None = None) -> torch.Tensor:
+        """Encode the condition prefix into ``cache`` (slots ``0..P-1``); return logits ``(B, V)`` for token 0."""
+        P = self.num_prefix
+        x_BPC = self.cls_embedding(cond)[:, :P]
+        B = x_BPC.shape[0]
+        pos_BP = torch.arange(P, device=x_BPC.device)[None].expand(B, P)
+        cache.mark_valid(pos_BP)
+        mask = cache.attention_mask(pos_BP)
+        if cond_mask_BP is not None:
+            keep_BL = torch.ones_like(cache.valid_BL)
+            keep_BL[:, :P] = cond_mask_BP.bool()
+            mask = (mask & keep_BL[:, None, None, :]) | (cache.slot_pos_L[None, None, None, :] == pos_BP[:, None, :, None])
+        h_BPC = self.run_layers(self.tok_dropout(x_BPC), self.rope_slots[:P], mask, cache, pos_BP)
+        if cond_mask_BP is not None:  # later queries must not see padded caption slots
+            cache.valid_BL[:, :P] &= cond_mask_BP.bool()
+        return self.output(h_BPC[:, -1]).float()
+
+    def decode(self, tokens_BT: torch.Tensor, idx_BT: torch.Tensor, cache: KVCache, causal: bool = True) -> torch.Tensor:
+        """Feed image tokens ``tokens_BT`` at grid indices ``idx_BT`` (raster index, int64 ``(B, T)``).
+
+        Their K/V are written to slots ``P + idx`` and each query attends every valid slot at or
+        before its own (``causal``) — slots not generated yet are masked, never read as zeros.
+        Returns float32 logits ``(B, T, V)``; in raster order, ``logits[:, t]`` predicts grid index
+        ``idx_BT[:, t] + 1``.
+        """
+        if tokens_BT.shape != idx_BT.shape:
+            raise ValueError(f"tokens {tuple(tokens_BT.shape)} and indices {tuple(idx_BT.shape)} must match")
+        pos_BT = idx_BT + self.num_prefix
+        cache.mark_valid(pos_BT)
+        mask = cache.attention_mask(pos_BT, causal=causal)
+        x_BTC = self.tok_dropout(self.tok_embeddings(tokens_BT))
+        h_BTC = self.run_layers(x_BTC, self.rope_slots[pos_BT], mask, cache, pos_BT)
+        return self.output(h_BTC).float()
