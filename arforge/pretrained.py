@@ -153,14 +153,20 @@ class PretrainedMixin:
     model_kind: ClassVar[str]
     model_type: ClassVar[str]
 
+    #: JSON-serialisable facts saved beside the config (e.g. the tokenizer a generator was trained on)
+    pretrained_extra: dict[str, Any] | None = None
+
     def save_pretrained(self, directory: str | Path, extra: Mapping[str, Any] | None = None) -> Path:
-        """Write ``config.json`` + ``model.safetensors`` atomically into ``directory`` and return it."""
+        """Write ``config.json`` + ``model.safetensors`` atomically into ``directory`` and return it.
+
+        ``extra`` (default: ``self.pretrained_extra``) is stored under ``"extra"`` in ``config.json``.
+        """
         assert isinstance(self, torch.nn.Module)
         directory = Path(directory)
         meta = {
             "arforge": {"kind": self.model_kind, "type": self.model_type, "format": FORMAT_VERSION},
             "config": to_dict(self.config),
-            "extra": dict(extra or {}),
+            "extra": dict(extra if extra is not None else (self.pretrained_extra or {})),
         }
         with atomic_directory(directory) as tmp:
             save_safetensors(self.state_dict(), tmp / WEIGHTS_NAME)
@@ -190,6 +196,7 @@ class PretrainedMixin:
         if not weights.is_file():
             raise CheckpointError(f"{directory} has no {WEIGHTS_NAME}")
         load_state_dict_strict(model, load_file(str(weights), device=str(map_location)), str(weights))
+        model.pretrained_extra = dict(meta["extra"])
         return model
 
 

@@ -1,0 +1,120 @@
+"""The sampler API: a base class, the result type and the registry users extend.
+
+Write a new decoding algorithm in one file::
+
+    from arforge.samplers import Sampler, SampleResult, register_sampler
+
+    @register_sampler("my_sampler")
+    class MySampler(Sampler):
+        def sample(self, generator, condition, *, generator_rng=None, tokenizer=None):
+            ...
+            return SampleResult(tokens=tokens_Bhw, stats=stats)
+
+Then ``build_sampler("my_sampler", **options)`` or ``arforge sample --sampler my_sampler`` use it.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from arforge.registry import Registry
+
+SAMPLERS: Registry[type["Sampler"]] = Registry("sampler")
+
+
+def register_sampler(name: str):
+    """Class decorator registering a :class:`Sampler` subclass under ``name``."""
+
+    def add(cls: type["Sampler"]) -> type["Sampler"]:
+        SAMPLERS.register(name, cls)
+        cls.name = name
+        return cls
+
+    return add
+
+
+def build_sampler(name: str, **options: Any) -> "Sampler":
+    """Instantiate the sampler registered as ``name`` with ``options``."""
+    return SAMPLERS.get(name)(**options)
+
+
+@dataclass
+class SamplerStats:
+    """What a sampling call cost.
+
+    Attributes:
+        forward_passes: generator forward passes (a CFG pass over the doubled batch counts once).
+        tokens: tokens generated per image.
+        accepted_per_step: tokens committed per forward pass, per step (mean over the batch).
+        wall_time_s: seconds spent in ``sample`` (excluding tokenizer decoding).
+        decode_time_s: seconds spent decoding tokens to images.
+    """
+
+    forward_passes: int = 0
+    tokens: int = 0
+    accepted_per_step: list[float] = field(default_factory=list)
+    wall_time_s: float = 0.0
+    decode_time_s: float = 0.0
+
+    @property
+    def tokens_per_pass(self) -> float:
+        return self.tokens / max(self.forward_passes, 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "forward_passes": self.forward_passes,
+            "tokens": self.tokens,
+            "tokens_per_pass": self.tokens_per_pass,
+            "wall_time_s": self.wall_time_s,
+            "decode_time_s": self.decode_time_s,
+        }
+
+
+@dataclass
+class SampleResult:
+    """Output of :meth:`Sampler.sample`.
+
+    Attributes:
+        tokens: int64 ``(B, h, w)`` token grid.
+        images: float ``(B, C, H, W)`` in ``[-1, 1]`` when a tokenizer was given, else ``None``.
+        stats: :class:`SamplerStats`.
+    """
+
+    tokens: torch.Tensor
+    stats: SamplerStats
+    images: torch.Tensor | None = None
+
+
+class Sampler(abc.ABC):
+    """Base class: turns a generator and a batch of conditions into tokens (and images)."""
+
+    name: str = "sampler"
+
+    @abc.abstractmethod
+    def sample(
+        self,
+        generator: torch.nn.Module,
+        condition: torch.Tensor,
+        *,
+        generator_rng: torch.Generator | None = None,
+        tokenizer: torch.nn.Module | None = None,
+    ) -> SampleResult:
+        """Generate one image per condition row. Same ``generator_rng`` state -> same tokens."""
+
+    @staticmethod
+    def finish(tokens_BN: torch.Tensor, generator: torch.nn.Module, stats: SamplerStats, tokenizer=None) -> SampleResult:
+        """Reshape tokens to the grid and decode them with ``tokenizer`` (timed) if given."""
+        h, w = generator.order.grid_hw
+        tokens_Bhw = tokens_BN.view(-1, h, w)
+        images = None
+        if tokenizer is not None:
+            start = time.perf_counter()
+            with torch.no_grad():
+                images = tokenizer.decode(tokens_Bhw).clamp(-1, 1)
+            stats.decode_time_s = time.perf_counter() - start
+        return SampleResult(tokens=tokens_Bhw, stats=stats, images=images)

@@ -1,0 +1,52 @@
+"""Classifier-free guidance: combining conditional and unconditional logits with a scale schedule.
+
+``guided = uncond + scale * (cond - uncond)``. The scale may depend on decoding progress
+(``t`` in ``[0, 1]``: fraction of tokens already generated when the step starts):
+
+* ``constant``: ``scale`` throughout;
+* ``linear``: ramps from 1 at ``t = 0`` to ``scale`` at ``t = 1`` (VAR/MAR style);
+* ``interval``: ``scale`` for ``t`` in ``[start, end)``, 1 (conditional logits alone) elsewhere
+  (LlamaGen's ``cfg_interval`` is ``interval`` with ``start = 0``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+
+@dataclass(frozen=True)
+class CFGSchedule:
+    scale: float = 1.0
+    kind: Literal["constant", "linear", "interval"] = "constant"
+    start: float = 0.0
+    end: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("constant", "linear", "interval"):
+            raise ValueError(f"unknown CFG schedule '{self.kind}'; use constant, linear or interval")
+        if not 0.0 <= self.start <= self.end <= 1.0:
+            raise ValueError(f"CFG interval must satisfy 0 <= start <= end <= 1, got [{self.start}, {self.end}]")
+
+    @property
+    def enabled(self) -> bool:
+        """Whether an unconditional branch is needed at all."""
+        return self.scale != 1.0
+
+    def scale_at(self, progress: float) -> float:
+        """Guidance scale at decoding progress ``progress`` in ``[0, 1]``."""
+        if self.kind == "linear":
+            return 1.0 + (self.scale - 1.0) * progress
+        if self.kind == "interval":
+            return self.scale if self.start <= progress < self.end else 1.0
+        return self.scale
+
+    @staticmethod
+    def combine(cond_logits: torch.Tensor, uncond_logits: torch.Tensor, scale: float) -> torch.Tensor:
+        """``uncond + scale * (cond - uncond)`` (float32)."""
+        cond_logits, uncond_logits = cond_logits.float(), uncond_logits.float()
+        if scale == 1.0:
+            return cond_logits
+        return uncond_logits + (cond_logits - uncond_logits) * scale

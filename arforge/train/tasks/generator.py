@@ -1,0 +1,92 @@
+"""Training task for token generators: next-token cross-entropy on cached tokenizer codes.
+
+YAML ``task:`` section::
+
+    task:
+      name: generator
+      family: raster            # registered generator type
+      model:                    # the family's config; vocab/grid/classes come from the data
+        class_dropout_prob: 0.1
+        backbone: {dim: 128, n_layer: 4, n_head: 4}
+
+``vocab_size``, ``grid_size`` and ``num_classes`` are taken from the token data (``data_info``)
+unless given; a given value that disagrees with the data is an error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import torch
+import torch.nn.functional as F
+
+from arforge.config import ConfigError, from_dict
+from arforge.pretrained import MODEL_CLASSES
+from arforge.train.task import TASKS, TrainTask
+
+
+@dataclass
+class GeneratorTaskConfig:
+    family: str = "raster"
+    model: dict[str, Any] = field(default_factory=dict)
+
+
+@TASKS.register("generator")
+class GeneratorTrainTask(TrainTask):
+    """Wraps a token generator; batches are ``{"codes": (B, h, w) int64, "label": (B,) int64}``."""
+
+    def __init__(self, generator: torch.nn.Module, tokenizer_dir: str | None = None):
+        super().__init__()
+        self.generator = generator
+        self.generator.pretrained_extra = {"tokenizer_dir": tokenizer_dir} if tokenizer_dir else {}
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any], data_info: Mapping[str, Any], source: str | None = None) -> "GeneratorTrainTask":
+        import arforge.generators  # noqa: F401  (registers the families)
+
+        task_cfg = from_dict(GeneratorTaskConfig, cfg, source=source, prefix="task")
+        key = f"generator/{task_cfg.family}"
+        if key not in MODEL_CLASSES:
+            families = [n.split("/", 1)[1] for n in MODEL_CLASSES.names() if n.startswith("generator/")]
+            raise ConfigError(f"unknown generator family 'task.family: {task_cfg.family}'{' in ' + source if source else ''}; known: {', '.join(families)}")
+        if "codebook_size" not in data_info:
+            raise ConfigError(
+                f"the generator task trains on token data{' (' + source + ')' if source else ''}: set data.name: tokens "
+                "with data.tokenizer: <tokenizer dir> (or data.path: <token cache>)"
+            )
+        model_cfg = dict(task_cfg.model)
+        derived = {
+            "vocab_size": int(data_info["codebook_size"]),
+            "grid_size": [int(s) for s in data_info["grid_shape"]],
+            "num_classes": int(data_info.get("num_classes", 1)),
+        }
+        for name, value in derived.items():
+            given = model_cfg.get(name)
+            if given is not None and (list(given) if isinstance(value, list) else given) != value:
+                raise ConfigError(f"task.model.{name}={model_cfg[name]} disagrees with the data ({value}); remove it from the config")
+            model_cfg[name] = value
+        model_cls = MODEL_CLASSES.get(key)
+        generator = model_cls.from_config_dict(model_cfg, source=source)
+        return cls(generator, data_info.get("tokenizer_dir"))
+
+    def training_loss(self, batch: Mapping[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        tokens_BN = batch["codes"].flatten(1).long()
+        logits_BNV = self.generator(tokens_BN, batch["label"].long())
+        loss = F.cross_entropy(logits_BNV.flatten(0, 1), tokens_BN.flatten())
+        acc = (logits_BNV.argmax(-1) == tokens_BN).float().mean()
+        return loss, {"loss": loss.item(), "token_acc": acc.item()}
+
+    @torch.no_grad()
+    def evaluate(self, batches) -> dict[str, float]:
+        total, count, correct = 0.0, 0, 0.0
+        for batch in batches:
+            tokens_BN = batch["codes"].flatten(1).long()
+            logits_BNV = self.generator(tokens_BN, batch["label"].long())
+            total += F.cross_entropy(logits_BNV.flatten(0, 1), tokens_BN.flatten(), reduction="sum").item()
+            correct += (logits_BNV.argmax(-1) == tokens_BN).float().sum().item()
+            count += tokens_BN.numel()
+        return {"val_loss": total / max(count, 1), "val_token_acc": correct / max(count, 1)}
+
+    def export_model(self) -> torch.nn.Module:
+        return self.generator
