@@ -42,14 +42,14 @@ def _coerce(value: Any, tp: Any, path: str, source: str | None) -> Any:
         args = get_args(tp)
         if value is None and type(None) in args:
             return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
+        real = [a for a in args if a is not type(None)]
+        if len(real) == 1:  # Optional[X]: report X's own (more precise) error
+            return _coerce(value, real[0], path, source)
+        for arg in real:
             try:
                 return _coerce(value, arg, path, source)
-            except ConfigError as err:
-                errors.append(str(err))
+            except ConfigError:
+                continue
         raise ConfigError(
             f"config key '{path}'{_where(source)}: expected {_type_name(tp)}, got {value!r}"
         )

@@ -49,6 +49,9 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; a model folder should be as readable as any other
     try:
         yield tmp
         backup = None
@@ -119,6 +122,18 @@ def load_state_dict_strict(module: torch.nn.Module, state_dict: Mapping[str, tor
             + show("shape mismatches", mismatched)
         )
     module.load_state_dict(state_dict, strict=True)
+
+
+def resolve_model_dir(path: str | Path) -> Path:
+    """A pretrained dir, or a training run folder holding one in ``model/``."""
+    path = Path(path)
+    if (path / CONFIG_NAME).is_file():
+        return path
+    if (path / "model" / CONFIG_NAME).is_file():
+        return path / "model"
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path} does not exist")
+    raise CheckpointError(f"{path} holds no arforge model (expected {path}/{CONFIG_NAME} or {path}/model/{CONFIG_NAME})")
 
 
 def read_config_file(directory: str | Path) -> dict[str, Any]:

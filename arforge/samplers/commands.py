@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from arforge.pretrained import CheckpointError, atomic_directory, load_pretrained, read_config_file
+from arforge.pretrained import CheckpointError, atomic_directory, load_pretrained, read_config_file, resolve_model_dir
 from arforge.samplers.base import SAMPLERS, Sampler, build_sampler
 from arforge.samplers.cfg import CFGSchedule
 from arforge.samplers.logits import LogitsPipeline
@@ -24,18 +24,6 @@ from arforge.utils.device import resolve_device
 from arforge.utils.images import make_grid, save_png, to_uint8
 
 log = logging.getLogger(__name__)
-
-
-def resolve_model_dir(path: str | Path) -> Path:
-    """A pretrained dir, or a training run folder holding one in ``model/``."""
-    path = Path(path)
-    if (path / "config.json").is_file():
-        return path
-    if (path / "model" / "config.json").is_file():
-        return path / "model"
-    if not path.exists():
-        raise CheckpointError(f"checkpoint not found: {path} does not exist")
-    raise CheckpointError(f"{path} holds no arforge model (expected {path}/config.json or {path}/model/config.json)")
 
 
 def load_generator_and_tokenizer(checkpoint: str | Path, tokenizer: str | Path | None, device: torch.device):

