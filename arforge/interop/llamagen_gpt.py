@@ -94,7 +94,7 @@ def gpt_config_from_state_dict(
 
 def grid_from_filename(path: str | Path, downsample: int = 16) -> tuple[int, int] | None:
     """``c2i_L_384.pt`` -> ``(24, 24)`` at downsample 16; ``None`` if the name carries no size."""
-    match = re.search(r"_(\d{3,4})(?:\.\w+)?$", Path(path).stem + Path(path).suffix)
+    match = re.search(r"_(\d{2,4})(?:\.\w+)?$", Path(path).stem + Path(path).suffix)
     if not match:
         return None
     side = int(match.group(1)) // downsample
