@@ -48,6 +48,18 @@ def codes_dtype(codebook_size: int) -> torch.dtype:
     return torch.int16 if codebook_size <= _INT16_MAX_CODES else torch.int32
 
 
+def _grid_for(tokenizer: DiscreteTokenizer, dataset: Dataset) -> tuple[int, ...]:
+    """The token grid of ``dataset``'s images: ``tokenizer.grid_shape`` is either a fixed ``(h, w)`` or a
+    method of the image size (``VQTokenizer.grid_shape(image_size)``)."""
+    grid = tokenizer.grid_shape
+    if callable(grid):
+        if len(dataset) == 0:
+            raise DataError("cannot build a token cache: the dataset is empty")
+        height, width = dataset[0]["image"].shape[-2:]
+        grid = grid((int(height), int(width)))
+    return tuple(int(s) for s in grid)
+
+
 @torch.no_grad()
 def build_token_cache(
     tokenizer: DiscreteTokenizer,
@@ -67,7 +79,7 @@ def build_token_cache(
     """
     out_path = Path(out_path)
     codebook_size = int(tokenizer.codebook_size)
-    grid_shape = tuple(int(s) for s in tokenizer.grid_shape)
+    grid_shape = _grid_for(tokenizer, dataset)
     if len(grid_shape) != 2:
         raise DataError(f"token caches hold one 2-D code map per image; this tokenizer's grid_shape is {grid_shape}")
     if device is None:

@@ -46,7 +46,8 @@ class MNISTClassifier(nn.Module):
         super().__init__()
 
         def unit(cin: int, cout: int) -> nn.Sequential:
-            return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+            return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
+                                 nn.ReLU(inplace=True))
 
         self.features = nn.Sequential(
             unit(1, width), nn.MaxPool2d(2),  # 16x16
@@ -178,7 +179,8 @@ def load_or_train_mnist_classifier(cache_dir_path: str | Path | None = None, see
     return model.eval()
 
 
-def class_accuracy(classifier: MNISTClassifier, images_NHWC: np.ndarray | torch.Tensor, labels_N: np.ndarray | torch.Tensor) -> float:
+def class_accuracy(classifier: MNISTClassifier, images_NHWC: np.ndarray | torch.Tensor,
+                   labels_N: np.ndarray | torch.Tensor) -> float:
     """Fraction of images whose predicted digit equals ``labels`` (uint8 images ``(N, H, W, C)``)."""
     labels = np.asarray(labels_N).astype(np.int64).reshape(-1)
     if len(labels) != len(images_NHWC):

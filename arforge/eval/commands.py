@@ -181,7 +181,8 @@ def add_parser(subparsers) -> None:
                        formatter_class=fmt)
     f.add_argument("--samples", required=True, help="folder of images, .npz (images/arr_0), .npy or mnist:<split>")
     f.add_argument("--ref", required=True,
-                   help="reference: folder, .npz of images, statistics .npz (arforge eval stats / ADM batch) or mnist:<split>")
+                   help="reference: folder, .npz of images, statistics .npz (arforge eval stats / ADM batch) "
+                        "or mnist:<split>")
     f.add_argument("--metrics", default="fid", help=f"comma-separated subset of {','.join(METRICS)}")
     f.add_argument("--kid-subsets", type=int, default=100, help="number of random subsets averaged by KID")
     f.add_argument("--kid-subset-size", type=int, default=1000, help="KID subset size (reduced to the smaller set's size)")

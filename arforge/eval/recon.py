@@ -54,7 +54,9 @@ class CodebookUsage:
         for c in parts:
             flat = c.detach().reshape(-1).long().cpu()
             if len(flat) and (flat.min() < 0 or flat.max() >= self.codebook_size):
-                raise ValueError(f"codes out of range [0, {self.codebook_size}): min {int(flat.min())}, max {int(flat.max())}")
+                raise ValueError(
+                    f"codes out of range [0, {self.codebook_size}): min {int(flat.min())}, max {int(flat.max())}"
+                )
             self.counts += torch.bincount(flat, minlength=self.codebook_size)
 
     def summary(self) -> dict[str, float]:

@@ -137,7 +137,8 @@ def load_stats(path: str | Path, expected_features: str | None = None) -> dict[s
             if mu_key in keys and sigma_key in keys:
                 mu, sigma = data[mu_key].astype(np.float64), data[sigma_key].astype(np.float64)
                 if mu.ndim != 1 or sigma.shape != (len(mu), len(mu)):
-                    raise ValueError(f"{path}: {mu_key} {mu.shape} / {sigma_key} {sigma.shape} are not a (D,) mean and (D, D) covariance")
+                    raise ValueError(f"{path}: {mu_key} {mu.shape} / {sigma_key} {sigma.shape} are not a (D,) mean "
+                                     "and a (D, D) covariance")
                 out[name] = GaussianStats(mu, sigma, n)
     if expected_features and made_with and made_with != expected_features:
         log.warning("%s was computed with %s features but they are compared with %s features; the FID is not "
