@@ -105,9 +105,12 @@ def test_generator_adversarial_term_never_moves_the_discriminator():
 
 def test_gan_waits_for_disc_start_step():
     task = _task(disc_weight=0.5, disc_start_step=10, discriminator={"ndf": 8, "n_layers": 2})
-    _, before = task.training_loss({"image": _images()}, step=9)
+    loss, before = task.training_loss({"image": _images()}, step=9)
     _, after = task.training_loss({"image": _images()}, step=10)
     assert "disc_loss" not in before and "disc_loss" in after
+    # before the start every discriminator parameter still takes part (DDP), with a zero gradient
+    loss.backward()
+    assert all(p.grad is not None and not p.grad.any() for p in task.discriminator.parameters())
 
 
 def test_dead_code_restart_revives_unused_codes():

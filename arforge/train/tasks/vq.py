@@ -180,6 +180,10 @@ class VQTrainTask(TrainTask):
             loss = loss + cfg.disc_weight * (g_adv + d_loss)
             names += ["gen_adv_loss", "disc_loss", "logits_real", "logits_fake"]
             values += [g_adv, d_loss, logits_real.mean(), logits_fake.mean()]
+        elif self.discriminator is not None:
+            # before disc_start_step: touch every discriminator parameter with a zero weight, so that
+            # DistributedDataParallel (find_unused_parameters=False) sees them all take part
+            loss = loss + 0.0 * sum(p.sum() for p in self.discriminator.parameters())
         if cfg.dead_code_restart_every > 0:
             self._remember_latents(z_BDhw, q.codes)
         metrics = dict(zip(names, torch.stack([v.detach().float() for v in values]).tolist()))
