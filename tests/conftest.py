@@ -17,6 +17,19 @@ def interop_dir() -> Path:
     return FIXTURES
 
 
+@pytest.fixture
+def one_intraop_thread():
+    """Run a test on one intra-op thread and restore the previous setting afterwards.
+
+    On the shared 2-core machine, two OpenMP threads competing with other processes made tiny
+    models about 8x slower than one thread (measured); sub-folders opt in through an autouse fixture.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def _deterministic_threads():
     torch.manual_seed(0)

@@ -5,15 +5,11 @@ from __future__ import annotations
 import logging
 
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_intraop_thread):
+    """Every test here runs on one intra-op thread (see tests/conftest.py)."""
 
 
 class _Records(logging.Handler):

@@ -6,12 +6,8 @@ core to the rest of the suite. The previous setting is restored after each test.
 """
 
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+def _one_thread(one_intraop_thread):
+    """Every test here runs on one intra-op thread (see tests/conftest.py)."""

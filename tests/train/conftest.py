@@ -5,19 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 import tiny_train_task  # noqa: F401  (registers the test task)
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest (and leave the shared cores alone) with one intra-op thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_intraop_thread):
+    """Every test here runs on one intra-op thread (see tests/conftest.py)."""
 
 
 @pytest.fixture
