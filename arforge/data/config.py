@@ -33,6 +33,9 @@ class DataConfig:
     ``limit`` > 0 keeps ``limit`` evenly spaced items (tiny CPU runs). ``verify``: how image
     folders are checked once when indexed (``fast``: header/CRC check, ``full``: decode every image,
     ``none``). ``tokenizer`` + ``source``: build a token cache of ``source`` with that tokenizer.
+    ``augment_views`` > 1 turns every training image into that many deterministic views (the
+    original + copies shifted by up to ``augment_max_shift`` pixels); evaluation data is never
+    augmented. Used on a token cache's ``source`` it multiplies the cached codes.
     """
 
     name: str = "mnist"
@@ -48,6 +51,8 @@ class DataConfig:
     verify: Literal["fast", "full", "none"] = "fast"
     tokenizer: Optional[str] = None
     source: Optional["DataConfig"] = None
+    augment_views: int = 1
+    augment_max_shift: int = 2
 
     def __post_init__(self) -> None:
         if self.channels not in (1, 3):
@@ -58,5 +63,9 @@ class DataConfig:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+        if self.augment_views < 1:
+            raise ValueError(f"augment_views must be >= 1 (1 = no augmentation), got {self.augment_views}")
+        if self.augment_max_shift < 0:
+            raise ValueError(f"augment_max_shift must be >= 0 pixels, got {self.augment_max_shift}")
         if self.limit < 0:
             raise ValueError(f"limit must be >= 0 (0 = every item), got {self.limit}")

@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import Dataset, Subset
 
 from arforge.config import to_dict
+from arforge.data.augment import ShiftedViews
 from arforge.data.config import DataConfig
 from arforge.data.errors import DataError
 from arforge.data.folder import ImageFolder
@@ -52,9 +53,13 @@ def build_dataset(
     """
     if cfg.name not in DATASETS:
         raise DataError(f"unknown dataset 'data.name: {cfg.name}'; registered datasets: {', '.join(DATASETS.names())}")
+    if cfg.augment_views > 1 and cfg.name == "tokens":
+        raise DataError("data.augment_views applies to images: set it on the token cache's data.source instead")
     dataset = DATASETS.get(cfg.name)(cfg, split, cache_dir=Path(cache_dir) if cache_dir is not None else None, device=device)
     if cfg.limit and cfg.limit < len(dataset):
         dataset = Subset(dataset, limited_indices(len(dataset), cfg.limit))
+    if cfg.augment_views > 1 and split == cfg.split:
+        dataset = ShiftedViews(dataset, cfg.augment_views, cfg.augment_max_shift)
     return dataset
 
 
@@ -68,7 +73,7 @@ def limited_indices(num_items: int, limit: int) -> list[int]:
 
 
 def _base(dataset: Dataset) -> Dataset:
-    while isinstance(dataset, Subset):
+    while isinstance(dataset, (Subset, ShiftedViews)):
         dataset = dataset.dataset
     return dataset
 
