@@ -1,7 +1,7 @@
 """``arforge quickstart``: the whole pipeline on the built-in MNIST, on a CPU, in minutes.
 
 1. train a VQ tokenizer (``configs/mnist_vq.yaml``: 32x32 digits -> 8x8 tokens);
-2. measure it on the validation split (PSNR, codebook usage, perplexity);
+2. measure it on the validation split (PSNR, SSIM, codebook usage, perplexity; `arforge.eval.recon`);
 3. train a class-conditional raster generator on the tokenizer's codes (``configs/mnist_raster.yaml``);
 4. sample ``--num-per-class`` images of every digit (``samples/``: PNGs, ``grid.png``, ``samples.npz``);
 5. score the samples: class accuracy by a CNN trained only on the MNIST training split, and FID
@@ -36,36 +36,6 @@ log = logging.getLogger(__name__)
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
-@torch.no_grad()
-def tokenizer_metrics(tokenizer, device: torch.device, batch_size: int = 250) -> dict[str, float]:
-    """PSNR (dB, images in [0, 1]), codebook usage (fraction of codes used) and code perplexity on MNIST val."""
-    from arforge.data.mnist import MNIST
-
-    channels = tokenizer.config.in_channels
-    val = MNIST("val", image_size=32, channels=channels)
-    sq_err, count = 0.0, 0
-    psnrs = []
-    counts = torch.zeros(tokenizer.codebook_size, dtype=torch.long)
-    for start in range(0, len(val), batch_size):
-        x = val._images[start: start + batch_size].to(device)
-        codes = tokenizer.encode(x)
-        rec = tokenizer.decode(codes).clamp(-1, 1)
-        mse_B = ((rec - x) / 2).pow(2).flatten(1).mean(1)
-        psnrs.append((10 * torch.log10(1.0 / mse_B.clamp_min(1e-12))).cpu())
-        sq_err += mse_B.sum().item()
-        count += len(x)
-        counts += torch.bincount(codes.flatten().cpu(), minlength=tokenizer.codebook_size)
-    probs = counts.float() / counts.sum()
-    perplexity = torch.exp(-(probs[probs > 0] * probs[probs > 0].log()).sum()).item()
-    return {
-        "psnr_db": float(torch.cat(psnrs).mean()),
-        "psnr_of_mean_mse_db": float(10 * np.log10(1.0 / (sq_err / count))),
-        "codebook_usage": float((counts > 0).float().mean()),
-        "codebook_perplexity": perplexity,
-        "codebook_size": int(tokenizer.codebook_size),
-    }
-
-
 def _fresh_dir(path: Path) -> Path:
     """``path`` if unused, else ``path-2``, ``path-3``, ... (never overwrites an earlier run)."""
     if not path.exists():
@@ -84,7 +54,7 @@ def run_quickstart(
     generator_config: str | Path = CONFIG_DIR / "mnist_raster.yaml",
     tokenizer_overrides: list[str] | None = None,
     generator_overrides: list[str] | None = None,
-    num_per_class: int = 10,
+    num_per_class: int = 50,
     cfg_scale: float = 3.0,
     top_k: int = 0,
     seed: int = 0,
@@ -92,6 +62,7 @@ def run_quickstart(
 ) -> tuple[Path, dict]:
     """Run the pipeline into a fresh folder (``out`` or ``out-N``); return it and the metrics."""
     from arforge.eval.classifier import class_accuracy, load_or_train_mnist_classifier, per_class_accuracy
+    from arforge.eval.recon import evaluate_reconstruction
     from arforge.train.schema import load_run_config
     from arforge.train.trainer import train
 
@@ -107,7 +78,7 @@ def run_quickstart(
     tok_run = train(tok_cfg, run_dir / "tokenizer", device=device, source=str(tokenizer_config))
     timings["tokenizer_train_s"] = time.perf_counter() - t
     tokenizer = load_pretrained(tok_run.exported_model_dir, kind="tokenizer").to(dev).eval()
-    tok_metrics = tokenizer_metrics(tokenizer, dev)
+    tok_metrics = evaluate_reconstruction(tokenizer, "mnist:val", rfid=False, progress=False)
     log.info("tokenizer: PSNR %.2f dB, codebook usage %.1f%%", tok_metrics["psnr_db"], 100 * tok_metrics["codebook_usage"])
 
     log.info("[2/5] training the raster generator (%s)", generator_config)
@@ -188,7 +159,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--generator-config", default=str(CONFIG_DIR / "mnist_raster.yaml"))
     p.add_argument("--tokenizer-set", action="append", default=[], metavar="KEY=VALUE", help="override in the tokenizer config")
     p.add_argument("--generator-set", action="append", default=[], metavar="KEY=VALUE", help="override in the generator config")
-    p.add_argument("--num-per-class", type=int, default=10)
+    p.add_argument("--num-per-class", type=int, default=50)
     p.add_argument("--cfg", type=float, default=3.0, help="classifier-free guidance scale")
     p.add_argument("--top-k", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
