@@ -101,8 +101,15 @@ def test_resume_after_crash_is_bitwise_identical(tmp_path, crash_step):
     assert _records(reference.out_dir) == _records(resumed.out_dir)
 
 
-def test_ctrl_c_finishes_the_step_saves_and_resumes_exactly(tmp_path):
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+@pytest.fixture
+def default_sigint():
+    """Python's default Ctrl-C handler during the test (a shell starts background jobs with SIGINT ignored)."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+def test_ctrl_c_finishes_the_step_saves_and_resumes_exactly(tmp_path, default_sigint):
     cfg = _cfg(train={"ckpt_every": 0, "ema_decay": 0.9})
     reference = train(cfg, tmp_path / "reference", device="cpu")
     trainer = Trainer(cfg, tmp_path / "run", device="cpu")
