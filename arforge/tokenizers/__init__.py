@@ -1,14 +1,20 @@
-"""Images <-> tokens: the LlamaGen-compatible VQ tokenizer, its quantizer, discriminator and losses.
+"""Images <-> tokens: the LlamaGen-compatible VQ tokenizer, its quantizer, discriminator and losses;
+the continuous KL tokenizer (``diffusers.AutoencoderKL``).
 
-Importing this package registers ``tokenizer/vq`` for :func:`arforge.pretrained.load_pretrained`.
+Importing this package registers ``tokenizer/vq`` and ``tokenizer/kl`` for
+:func:`arforge.pretrained.load_pretrained`.
 """
 
+from arforge.tokenizers.kl import KLConfig, KLOutput, KLTokenizer
 from arforge.tokenizers.discriminator import DiscriminatorConfig, PatchGANDiscriminator
 from arforge.tokenizers.quantizer import QuantizerOutput, VectorQuantizer, usage_stats
 from arforge.tokenizers.vq import VQConfig, VQOutput, VQTokenizer
 
 __all__ = [
     "DiscriminatorConfig",
+    "KLConfig",
+    "KLOutput",
+    "KLTokenizer",
     "PatchGANDiscriminator",
     "QuantizerOutput",
     "VQConfig",
