@@ -6,11 +6,17 @@ tables, so the same blocks run causal raster training, block-causal orders and K
 with holes (see :mod:`arforge.generators.kv_cache`). Module names follow LlamaGen's
 ``Transformer`` (``layers.N.attention.wqkv``, ``layers.N.feed_forward.w1`` ..., ``norm``), so
 LlamaGen checkpoints load without renaming.
+
+Block options cover the other reference families with the same module names: ``norm_type="layer"``
+(LayerNorm with bias), ``mlp_type="gelu"`` (``w2(gelu(w1 x))``, hidden ``mlp_ratio * dim``) and
+biases on the projections give a timm ViT block (MAR); ``rope=None`` in the forward pass means no
+rotary positions (models with learned absolute positions).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -42,8 +48,18 @@ class BackboneConfig:
     resid_dropout_p: float = 0.0
     ffn_dropout_p: float = 0.0
     drop_path_rate: float = 0.0
+    norm_type: Literal["rms", "layer"] = "rms"
+    mlp_type: Literal["swiglu", "gelu"] = "swiglu"
+    mlp_ratio: float = 4.0
+    qkv_bias: bool = False
+    proj_bias: bool = False
+    mlp_bias: bool = False
 
     def __post_init__(self) -> None:
+        if self.norm_type not in ("rms", "layer"):
+            raise ValueError(f"norm_type must be 'rms' or 'layer', got {self.norm_type!r}")
+        if self.mlp_type not in ("swiglu", "gelu"):
+            raise ValueError(f"mlp_type must be 'swiglu' or 'gelu', got {self.mlp_type!r}")
         if self.dim % self.n_head:
             raise ValueError(f"dim={self.dim} must be divisible by n_head={self.n_head}")
         kv = self.n_kv_head or self.n_head
@@ -60,6 +76,8 @@ class BackboneConfig:
 
     @property
     def ffn_hidden(self) -> int:
+        if self.mlp_type == "gelu":
+            return int(self.dim * self.mlp_ratio)
         hidden = int(2 * 4 * self.dim / 3)
         if self.ffn_dim_multiplier is not None:
             hidden = int(self.ffn_dim_multiplier * hidden)
@@ -78,6 +96,11 @@ class RMSNorm(nn.Module):
         xf = x.float()
         normed = xf * torch.rsqrt(xf.pow(2).mean(dim=-1, keepdim=True) + self.eps)
         return normed.type_as(x) * self.weight
+
+
+def make_norm(cfg: BackboneConfig) -> nn.Module:
+    """The block norm ``cfg`` asks for: :class:`RMSNorm` or ``nn.LayerNorm`` (with bias)."""
+    return RMSNorm(cfg.dim, eps=cfg.norm_eps) if cfg.norm_type == "rms" else nn.LayerNorm(cfg.dim, eps=cfg.norm_eps)
 
 
 class DropPath(nn.Module):
@@ -100,8 +123,8 @@ class Attention(nn.Module):
     def __init__(self, cfg: BackboneConfig):
         super().__init__()
         self.n_head, self.n_kv_head, self.head_dim = cfg.n_head, cfg.kv_heads, cfg.head_dim
-        self.wqkv = nn.Linear(cfg.dim, (cfg.n_head + 2 * cfg.kv_heads) * cfg.head_dim, bias=False)
-        self.wo = nn.Linear(cfg.dim, cfg.dim, bias=False)
+        self.wqkv = nn.Linear(cfg.dim, (cfg.n_head + 2 * cfg.kv_heads) * cfg.head_dim, bias=cfg.qkv_bias)
+        self.wo = nn.Linear(cfg.dim, cfg.dim, bias=cfg.proj_bias)
         self.attn_dropout_p = cfg.attn_dropout_p
         self.resid_dropout = nn.Dropout(cfg.resid_dropout_p)
 
@@ -115,12 +138,14 @@ class Attention(nn.Module):
         pos_BT: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``mask`` is boolean (True = attend) over keys ``S`` (= T without cache, = L_max with cache);
-        ``None`` means plain causal over the T inputs."""
+        ``None`` means plain causal over the T inputs. ``rope_TP2=None``: no rotary positions."""
         B, T, C = x_BTC.shape
         kv_dim = self.n_kv_head * self.head_dim
         q, k, v = self.wqkv(x_BTC).split([C, kv_dim, kv_dim], dim=-1)
-        q_BTHD = apply_rope(q.view(B, T, self.n_head, self.head_dim), rope_TP2)
-        k_BTHD = apply_rope(k.view(B, T, self.n_kv_head, self.head_dim), rope_TP2)
+        q_BTHD = q.view(B, T, self.n_head, self.head_dim)
+        k_BTHD = k.view(B, T, self.n_kv_head, self.head_dim)
+        if rope_TP2 is not None:
+            q_BTHD, k_BTHD = apply_rope(q_BTHD, rope_TP2), apply_rope(k_BTHD, rope_TP2)
         v_BTHD = v.view(B, T, self.n_kv_head, self.head_dim)
         if cache is not None:
             if pos_BT is None:
@@ -144,17 +169,21 @@ class Attention(nn.Module):
 
 
 class FeedForward(nn.Module):
-    """SwiGLU MLP: ``w2(silu(w1 x) * w3 x)``."""
+    """SwiGLU MLP ``w2(silu(w1 x) * w3 x)``, or with ``mlp_type="gelu"`` ``w2(gelu(w1 x))`` (exact erf GELU)."""
 
     def __init__(self, cfg: BackboneConfig):
         super().__init__()
-        self.w1 = nn.Linear(cfg.dim, cfg.ffn_hidden, bias=False)
-        self.w3 = nn.Linear(cfg.dim, cfg.ffn_hidden, bias=False)
-        self.w2 = nn.Linear(cfg.ffn_hidden, cfg.dim, bias=False)
+        self.gated = cfg.mlp_type == "swiglu"
+        self.w1 = nn.Linear(cfg.dim, cfg.ffn_hidden, bias=cfg.mlp_bias)
+        if self.gated:
+            self.w3 = nn.Linear(cfg.dim, cfg.ffn_hidden, bias=cfg.mlp_bias)
+        self.w2 = nn.Linear(cfg.ffn_hidden, cfg.dim, bias=cfg.mlp_bias)
         self.ffn_dropout = nn.Dropout(cfg.ffn_dropout_p)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.ffn_dropout(self.w2(F.silu(self.w1(x)) * self.w3(x)))
+        if self.gated:
+            return self.ffn_dropout(self.w2(F.silu(self.w1(x)) * self.w3(x)))
+        return self.ffn_dropout(self.w2(F.gelu(self.w1(x))))
 
 
 class TransformerBlock(nn.Module):
@@ -164,8 +193,8 @@ class TransformerBlock(nn.Module):
         super().__init__()
         self.attention = Attention(cfg)
         self.feed_forward = FeedForward(cfg)
-        self.attention_norm = RMSNorm(cfg.dim, eps=cfg.norm_eps)
-        self.ffn_norm = RMSNorm(cfg.dim, eps=cfg.norm_eps)
+        self.attention_norm = make_norm(cfg)
+        self.ffn_norm = make_norm(cfg)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x, rope, mask, cache=None, layer=0, pos_BT=None):
@@ -174,7 +203,7 @@ class TransformerBlock(nn.Module):
 
 
 class Backbone(nn.Module):
-    """Stack of :class:`TransformerBlock` (``layers``) and a final RMSNorm (``norm``).
+    """Stack of :class:`TransformerBlock` (``layers``) and a final norm (``norm``).
 
     Generators subclass it and add their embeddings and head, so parameter names stay flat
     (``layers.0.attention.wqkv.weight``, ``norm.weight``) exactly as in LlamaGen checkpoints.
@@ -185,7 +214,7 @@ class Backbone(nn.Module):
         self.backbone_config = cfg
         rates = torch.linspace(0, cfg.drop_path_rate, cfg.n_layer).tolist()
         self.layers = nn.ModuleList(TransformerBlock(cfg, rates[i]) for i in range(cfg.n_layer))
-        self.norm = RMSNorm(cfg.dim, eps=cfg.norm_eps)
+        self.norm = make_norm(cfg)
 
     def run_layers(
         self,
