@@ -212,7 +212,7 @@ class Backbone(nn.Module):
     def __init__(self, cfg: BackboneConfig):
         super().__init__()
         self.backbone_config = cfg
-        rates = torch.linspace(0, cfg.drop_path_rate, cfg.n_layer).tolist()
+        rates = [cfg.drop_path_rate * i / max(cfg.n_layer - 1, 1) for i in range(cfg.n_layer)]  # linear in depth
         self.layers = nn.ModuleList(TransformerBlock(cfg, rates[i]) for i in range(cfg.n_layer))
         self.norm = make_norm(cfg)
 

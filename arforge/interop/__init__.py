@@ -6,5 +6,7 @@ Each loader lives in its own module and is re-exported here, one import line eac
 from arforge.interop.checkpoint_files import read_state_dict
 from arforge.interop.llamagen_gpt import load_gpt
 from arforge.interop.llamagen_vq import load_vq
+from arforge.interop.mar import load_mar
+from arforge.interop.mar_vae import load_kl
 
-__all__ = ["read_state_dict", "load_gpt", "load_vq"]
+__all__ = ["read_state_dict", "load_gpt", "load_vq", "load_mar", "load_kl"]

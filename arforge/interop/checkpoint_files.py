@@ -57,11 +57,13 @@ def _is_state_dict(obj: Any) -> bool:
     return isinstance(obj, Mapping) and len(obj) > 0 and all(isinstance(v, torch.Tensor) for v in obj.values())
 
 
-def unwrap_state_dict(obj: Any, key: str | None = None, source: str = "checkpoint") -> dict[str, torch.Tensor]:
+def unwrap_state_dict(obj: Any, key: str | None = None, source: str = "checkpoint",
+                      prefer: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
     """Pick the state dict out of a loaded checkpoint object.
 
     ``key`` names the entry to use (``"model"``, ``"ema"``, ...); ``None`` means automatic: ``obj``
-    itself if it maps names to tensors only, else the first entry of :data:`WRAPPER_KEYS` present.
+    itself if it maps names to tensors only, else the first entry of ``prefer`` + :data:`WRAPPER_KEYS`
+    present (MAR's loader prefers ``model_ema``).
     Raises :class:`CheckpointError` (listing the available entries) if nothing fits.
     """
     if not isinstance(obj, Mapping):
@@ -74,7 +76,7 @@ def unwrap_state_dict(obj: Any, key: str | None = None, source: str = "checkpoin
         log.debug("%s: using the top-level dict as the state dict", source)
         return dict(obj)
     else:
-        used = next((k for k in WRAPPER_KEYS if k in obj), None)
+        used = next((k for k in (*prefer, *WRAPPER_KEYS) if k in obj), None)
         if used is None:
             raise CheckpointError(
                 f"{source} is a dict without a state dict entry ({', '.join(WRAPPER_KEYS)}); its entries are: "
@@ -89,13 +91,14 @@ def unwrap_state_dict(obj: Any, key: str | None = None, source: str = "checkpoin
     return dict(chosen)
 
 
-def read_state_dict(path: str | Path, key: str | None = None) -> dict[str, torch.Tensor]:
+def read_state_dict(path: str | Path, key: str | None = None, prefer: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
     """Read ``{parameter name: tensor}`` (on CPU) from a ``.pt/.pth/.bin/.ckpt`` or ``.safetensors`` file.
 
     Args:
         path: the checkpoint file.
         key: for PyTorch files wrapping the weights in a dict, the entry to use; ``None`` picks it
-            automatically (see :func:`unwrap_state_dict`). Ignored for safetensors (flat by format).
+            automatically (see :func:`unwrap_state_dict`; ``prefer`` entries are tried first).
+            Ignored for safetensors (flat by format).
     Raises:
         CheckpointError: the file is missing, unreadable, of an unknown type, or holds no state dict.
     """
@@ -111,7 +114,7 @@ def read_state_dict(path: str | Path, key: str | None = None) -> dict[str, torch
             raise CheckpointError(f"{path} contains no tensors")
         return state_dict
     if suffix in TORCH_SUFFIXES:
-        return unwrap_state_dict(_load_torch(path), key=key, source=str(path))
+        return unwrap_state_dict(_load_torch(path), key=key, source=str(path), prefer=prefer)
     raise CheckpointError(
         f"unsupported checkpoint type '{path.suffix}' for {path}; expected one of "
         f"{', '.join((*TORCH_SUFFIXES, SAFETENSORS_SUFFIX))}"
