@@ -34,3 +34,20 @@ def one_intraop_thread():
 def _deterministic_threads():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture
+def tiny_mar():
+    """Builder of a tiny random MAR generator (3x3 grid of 2-channel tokens, 3 classes, 10-step head)."""
+    from arforge.generators.heads import DiffusionHeadConfig
+    from arforge.generators.mar import MARConfig, MARGenerator, vit_backbone
+
+    def build(**overrides) -> MARGenerator:
+        torch.manual_seed(0)
+        cfg = dict(latent_channels=2, grid_size=(3, 3), num_classes=3, buffer_size=2,
+                   encoder=vit_backbone(32, 1, 2, dropout=0.0), decoder=vit_backbone(32, 1, 2, dropout=0.0),
+                   head=DiffusionHeadConfig(token_dim=2, cond_dim=32, width=32, depth=1, train_steps=50, sampling_steps=10))
+        cfg.update(overrides)
+        return MARGenerator(MARConfig(**cfg))
+
+    return build

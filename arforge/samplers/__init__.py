@@ -1,15 +1,16 @@
 """Samplers: decoding algorithms over any generator, sharing logits processing and CFG schedules.
 
 Public API: :class:`Sampler`, :func:`register_sampler`, :func:`build_sampler`, :class:`SampleResult`,
-:class:`SamplerStats`, :class:`LogitsPipeline`, :class:`CFGSchedule`; built-in: ``ar``.
+:class:`SamplerStats`, :class:`LogitsPipeline`, :class:`CFGSchedule`; built-in: ``ar``, ``mar``.
 """
 
 from arforge.samplers.ar import ARSampler
 from arforge.samplers.base import SAMPLERS, Sampler, SampleResult, SamplerStats, build_sampler, register_sampler
 from arforge.samplers.cfg import CFGSchedule
 from arforge.samplers.logits import LogitsPipeline, Temperature, TopK, TopP, sample_from_probs
+from arforge.samplers.mar import MARSampler
 
 __all__ = [
-    "ARSampler", "CFGSchedule", "LogitsPipeline", "SAMPLERS", "SampleResult", "Sampler", "SamplerStats",
+    "ARSampler", "CFGSchedule", "LogitsPipeline", "MARSampler", "SAMPLERS", "SampleResult", "Sampler", "SamplerStats",
     "Temperature", "TopK", "TopP", "build_sampler", "register_sampler", "sample_from_probs",
 ]

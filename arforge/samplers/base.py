@@ -53,6 +53,9 @@ class SamplerStats:
         accepted_per_step: tokens committed per forward pass, per step (mean over the batch).
         wall_time_s: seconds spent in ``sample`` (excluding tokenizer decoding).
         decode_time_s: seconds spent decoding tokens to images.
+        head_evaluations: network evaluations of a continuous-token head (diffusion/flow steps),
+            each over all the tokens emitted in its step (0 for categorical heads).
+        head_time_s: seconds of ``wall_time_s`` spent in such a head.
     """
 
     forward_passes: int = 0
@@ -60,6 +63,8 @@ class SamplerStats:
     accepted_per_step: list[float] = field(default_factory=list)
     wall_time_s: float = 0.0
     decode_time_s: float = 0.0
+    head_evaluations: int = 0
+    head_time_s: float = 0.0
 
     @property
     def tokens_per_pass(self) -> float:
@@ -72,6 +77,8 @@ class SamplerStats:
             "tokens_per_pass": self.tokens_per_pass,
             "wall_time_s": self.wall_time_s,
             "decode_time_s": self.decode_time_s,
+            "head_evaluations": self.head_evaluations,
+            "head_time_s": self.head_time_s,
         }
 
 
@@ -80,7 +87,8 @@ class SampleResult:
     """Output of :meth:`Sampler.sample`.
 
     Attributes:
-        tokens: int64 ``(B, h, w)`` token grid.
+        tokens: int64 ``(B, h, w)`` token grid, or float latents ``(B, c, H, W)`` for continuous-token
+            generators (scaled as the tokenizer's ``decode`` expects).
         images: float ``(B, C, H, W)`` in ``[-1, 1]`` when a tokenizer was given, else ``None``.
         stats: :class:`SamplerStats`.
     """
