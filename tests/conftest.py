@@ -39,14 +39,13 @@ def _deterministic_threads():
 @pytest.fixture
 def tiny_mar():
     """Builder of a tiny random MAR generator (3x3 grid of 2-channel tokens, 3 classes, 10-step head)."""
-    from arforge.generators.heads import DiffusionHeadConfig
-    from arforge.generators.mar import MARConfig, MARGenerator, vit_backbone
+    from arforge.generators.mar import MARConfig, MARGenerator
 
     def build(**overrides) -> MARGenerator:
         torch.manual_seed(0)
-        cfg = dict(latent_channels=2, grid_size=(3, 3), num_classes=3, buffer_size=2,
-                   encoder=vit_backbone(32, 1, 2, dropout=0.0), decoder=vit_backbone(32, 1, 2, dropout=0.0),
-                   head=DiffusionHeadConfig(token_dim=2, cond_dim=32, width=32, depth=1, train_steps=50, sampling_steps=10))
+        cfg = dict(latent_channels=2, grid_size=(3, 3), num_classes=3, buffer_size=2, encoder_embed_dim=32,
+                   encoder_depth=1, encoder_num_heads=2, decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2,
+                   attn_dropout=0.0, proj_dropout=0.0, diffloss_w=32, diffloss_d=1, num_sampling_steps=10)
         cfg.update(overrides)
         return MARGenerator(MARConfig(**cfg))
 

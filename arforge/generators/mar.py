@@ -13,7 +13,7 @@ cells, row-major); ``mask_BN`` is 1 where a token is unknown (to predict).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -34,12 +34,15 @@ def vit_backbone(dim: int = 768, depth: int = 12, heads: int = 12, dropout: floa
 
 @dataclass
 class MARConfig:
-    """Configuration of :class:`MARGenerator` (defaults: MAR-B on 16x16 KL-16 latents).
+    """Configuration of :class:`MARGenerator` (defaults: MAR-B on 16x16 KL-16 latents; MAR's argument names).
 
     ``latent_channels`` / ``patch_size``: token width ``latent_channels * patch_size**2``;
     ``grid_size``: token grid ``(h, w)`` after patchifying. ``buffer_size``: class-token buffer
     prepended to the sequence. ``label_drop_prob``: probability of replacing the class by the learned
-    ``fake_latent`` in training (enables CFG). ``mask_ratio_min``: lower end of the training masking ratio.
+    ``fake_latent`` in training (enables CFG). ``mask_ratio_min``: lower end of the training masking
+    ratio. ``encoder_*`` / ``decoder_*``: the two ViT stacks; ``attn_dropout`` / ``proj_dropout``:
+    their dropout. ``diffloss_d`` / ``diffloss_w``: head depth / width; ``num_sampling_steps``:
+    respaced head steps at sampling; ``diffusion_batch_mul``: (t, noise) draws per token in training.
     """
 
     latent_channels: int = 16
@@ -49,19 +52,44 @@ class MARConfig:
     buffer_size: int = 64
     label_drop_prob: float = 0.1
     mask_ratio_min: float = 0.7
-    encoder: BackboneConfig = field(default_factory=vit_backbone)
-    decoder: BackboneConfig = field(default_factory=vit_backbone)
-    head: DiffusionHeadConfig = field(default_factory=lambda: DiffusionHeadConfig(token_dim=16, cond_dim=768, width=1024, depth=6))
+    encoder_embed_dim: int = 768
+    encoder_depth: int = 12
+    encoder_num_heads: int = 12
+    decoder_embed_dim: int = 768
+    decoder_depth: int = 12
+    decoder_num_heads: int = 12
+    attn_dropout: float = 0.1
+    proj_dropout: float = 0.1
+    diffloss_d: int = 6
+    diffloss_w: int = 1024
+    num_sampling_steps: int = 100
+    diffusion_batch_mul: int = 4
+    learn_sigma: bool = True
 
     def __post_init__(self) -> None:
         self.grid_size = tuple(int(s) for s in self.grid_size)
-        if self.head.token_dim != self.token_dim:
-            raise ConfigError(f"MARConfig: head.token_dim ({self.head.token_dim}) must equal latent_channels * patch_size**2 "
-                              f"({self.token_dim})")
-        if self.head.cond_dim != self.decoder.dim:
-            raise ConfigError(f"MARConfig: head.cond_dim ({self.head.cond_dim}) must equal decoder.dim ({self.decoder.dim})")
-        if self.buffer_size < 1 or self.num_classes < 1:
-            raise ConfigError("MARConfig: buffer_size and num_classes must be >= 1")
+        for name in ("latent_channels", "patch_size", "num_classes", "buffer_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"MARConfig.{name} must be >= 1, got {getattr(self, name)}")
+        self.encoder, self.decoder, self.head  # noqa: B018  (validate the derived configs now)
+
+    @property
+    def encoder(self) -> BackboneConfig:
+        cfg = vit_backbone(self.encoder_embed_dim, self.encoder_depth, self.encoder_num_heads, self.proj_dropout)
+        cfg.attn_dropout_p = self.attn_dropout
+        return cfg
+
+    @property
+    def decoder(self) -> BackboneConfig:
+        cfg = vit_backbone(self.decoder_embed_dim, self.decoder_depth, self.decoder_num_heads, self.proj_dropout)
+        cfg.attn_dropout_p = self.attn_dropout
+        return cfg
+
+    @property
+    def head(self) -> DiffusionHeadConfig:
+        return DiffusionHeadConfig(token_dim=self.token_dim, cond_dim=self.decoder_embed_dim, width=self.diffloss_w,
+                                   depth=self.diffloss_d, sampling_steps=self.num_sampling_steps,
+                                   learn_sigma=self.learn_sigma, batch_mul=self.diffusion_batch_mul)
 
     @property
     def token_dim(self) -> int:
@@ -83,7 +111,7 @@ class MARGenerator(nn.Module, PretrainedMixin):
     def __init__(self, config: MARConfig):
         super().__init__()
         self.config = config
-        enc, dec = config.encoder.dim, config.decoder.dim
+        enc, dec = config.encoder_embed_dim, config.decoder_embed_dim
         L = config.buffer_size + config.num_tokens
         self.class_emb = nn.Embedding(config.num_classes, enc)
         self.fake_latent = nn.Parameter(torch.zeros(1, enc))

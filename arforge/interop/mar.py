@@ -19,8 +19,7 @@ from typing import Any, Mapping
 
 import torch
 
-from arforge.generators.heads.diffusion import DiffusionHeadConfig
-from arforge.generators.mar import MARConfig, MARGenerator, vit_backbone
+from arforge.generators.mar import MARConfig, MARGenerator
 from arforge.interop.checkpoint_files import read_state_dict
 from arforge.pretrained import CheckpointError, load_state_dict_strict
 
@@ -88,18 +87,21 @@ def mar_config_from_state_dict(state_dict: Mapping[str, torch.Tensor], *, encode
     def depth(prefix: str) -> int:
         return len({int(m.group(1)) for k in state_dict if (m := re.match(rf"{prefix}\.(\d+)\.", k))})
 
-    head_width = state_dict["diffloss.net.input_proj.weight"].shape[0]
     config: dict[str, Any] = dict(
         latent_channels=token_dim // patch_size**2,
         patch_size=patch_size,
         grid_size=(side, side),
         num_classes=state_dict["class_emb.weight"].shape[0],
         buffer_size=state_dict["encoder_pos_embed_learned"].shape[1] - num_tokens,
-        encoder=vit_backbone(enc, depth("encoder_blocks"), _heads(enc, encoder_heads, "encoder")),
-        decoder=vit_backbone(dec, depth("decoder_blocks"), _heads(dec, decoder_heads, "decoder")),
-        head=DiffusionHeadConfig(token_dim=token_dim, cond_dim=dec, width=head_width,
-                                 depth=depth("diffloss.net.res_blocks"),
-                                 learn_sigma=state_dict["diffloss.net.final_layer.linear.weight"].shape[0] == 2 * token_dim),
+        encoder_embed_dim=enc,
+        encoder_depth=depth("encoder_blocks"),
+        encoder_num_heads=_heads(enc, encoder_heads, "encoder"),
+        decoder_embed_dim=dec,
+        decoder_depth=depth("decoder_blocks"),
+        decoder_num_heads=_heads(dec, decoder_heads, "decoder"),
+        diffloss_w=state_dict["diffloss.net.input_proj.weight"].shape[0],
+        diffloss_d=depth("diffloss.net.res_blocks"),
+        learn_sigma=state_dict["diffloss.net.final_layer.linear.weight"].shape[0] == 2 * token_dim,
     )
     config.update(overrides)
     return MARConfig(**config)

@@ -3,7 +3,6 @@
 import pytest
 import torch
 
-from arforge.generators.heads import DiffusionHeadConfig
 from arforge.generators.mar import MARConfig
 from arforge.generators.orders.masked import MaskedRandomOrder
 
@@ -64,7 +63,7 @@ def test_bad_shapes_and_configs_are_refused(tiny_mar):
     model = tiny_mar()
     with pytest.raises(ValueError, match="expected latents"):
         model.patchify(torch.zeros(1, 2, 4, 4))
-    with pytest.raises(Exception, match="head.token_dim"):
-        MARConfig(latent_channels=4, head=DiffusionHeadConfig(token_dim=16, cond_dim=768))
+    with pytest.raises(Exception, match="sampling_steps"):
+        MARConfig(num_sampling_steps=2000)
     with pytest.raises(ValueError, match="class labels"):
         model.class_embedding(torch.tensor([3]))

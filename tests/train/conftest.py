@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-import tiny_train_task  # noqa: F401  (registers the test task)
+# pytest runs with --import-mode=importlib (test files may share basenames across folders), which
+# does not put test folders on sys.path; the trainer tests import their helper module from here.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import tiny_train_task  # noqa: E402, F401  (registers the test task)
 
 
 @pytest.fixture(autouse=True)
