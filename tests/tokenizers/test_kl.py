@@ -1,0 +1,67 @@
+"""KL tokenizer: shapes, scaling, posterior sampling, save/load, training task end to end, latent caches."""
+
+import pytest
+import torch
+
+from arforge.config import ConfigError
+from arforge.pretrained import load_pretrained
+from arforge.tokenizers import KLConfig, KLTokenizer
+
+TINY = dict(latent_channels=2, block_out_channels=[32, 32], layers_per_block=1, encoder_attn_levels=[],
+            norm_num_groups=8, scaling_factor=0.5)
+
+
+def test_shapes_scaling_and_round_trip(tmp_path):
+    torch.manual_seed(0)
+    tok = KLTokenizer(KLConfig(**TINY)).eval()
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        z = tok.encode(x)
+        assert z.shape == (2, 2, 8, 8) and tok.grid_shape(16) == (8, 8)
+        torch.testing.assert_close(z, tok.posterior(x).mean * 0.5)
+        assert tok.decode(z).shape == (2, 3, 16, 16)
+        tok.save_pretrained(tmp_path / "kl")
+        again = load_pretrained(tmp_path / "kl", kind="tokenizer")
+        assert isinstance(again, KLTokenizer) and torch.equal(again.encode(x), z)
+    with pytest.raises(ValueError, match="latents"):
+        tok.decode(torch.zeros(1, 3, 8, 8))
+    with pytest.raises(ValueError, match="divisible"):
+        tok.grid_shape(15)
+
+
+@pytest.mark.parametrize("change, message", [({"block_out_channels": [30]}, "GroupNorm"),
+                                             ({"encoder_attn_levels": [3]}, "encoder_attn_levels"),
+                                             ({"scaling_factor": 0.0}, "scaling_factor")])
+def test_config_validation(change, message):
+    with pytest.raises(ConfigError, match=message):
+        KLConfig(**{**TINY, **change})
+
+
+def test_kl_task_then_mar_on_cached_latents(tmp_path):
+    """arforge train: a KL tokenizer, then a MAR generator on its latent cache (tiny, a few steps)."""
+    from arforge.data.latent_cache import LatentDataset
+    from arforge.generators.mar import MARGenerator
+    from arforge.train.schema import run_config_from_dict
+    from arforge.train.trainer import train
+
+    data = {"name": "mnist", "image_size": 16, "channels": 1, "batch_size": 8, "limit": 40}
+    train_cfg = {"steps": 3, "seed": 0, "log_every": 1, "eval_every": 3, "eval_batches": 1, "ckpt_every": 3}
+    kl = train(run_config_from_dict({"task": {"name": "kl_tokenizer", "tokenizer": TINY}, "data": data,
+                                     "optim": {"lr": 1e-3}, "train": train_cfg}), tmp_path / "kl", device="cpu")
+    assert "val_psnr" in kl.final_metrics and isinstance(load_pretrained(kl.exported_model_dir), KLTokenizer)
+    mar_model = {"buffer_size": 2, "encoder_embed_dim": 32, "encoder_depth": 1, "encoder_num_heads": 2,
+                 "decoder_embed_dim": 32, "decoder_depth": 1, "decoder_num_heads": 2, "diffloss_w": 32, "diffloss_d": 1,
+                 "num_sampling_steps": 5}
+    gen = train(run_config_from_dict({
+        "task": {"name": "latent_generator", "family": "mar", "model": mar_model},
+        "data": {"name": "latents", "tokenizer": str(kl.exported_model_dir), "source": data, "batch_size": 8},
+        "optim": {"lr": 1e-3}, "train": train_cfg}), tmp_path / "mar", device="cpu")
+    model = load_pretrained(gen.exported_model_dir)
+    assert isinstance(model, MARGenerator) and model.config.grid_size == (8, 8) and model.config.latent_channels == 2
+    assert model.pretrained_extra["tokenizer_dir"] == str(kl.exported_model_dir.resolve())
+    cache = LatentDataset(tmp_path / "mar" / "latents_mnist_train.safetensors")
+    assert cache[0]["latents"].shape == (2, 8, 8) and len(cache) == 40
+    with pytest.raises(Exception, match="data.name: tokens|continuous"):
+        train(run_config_from_dict({"task": {"name": "generator"}, "data": {
+            "name": "tokens", "tokenizer": str(kl.exported_model_dir), "source": data}, "train": train_cfg}),
+            tmp_path / "wrong", device="cpu")
