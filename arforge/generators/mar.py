@@ -107,6 +107,7 @@ class MARGenerator(nn.Module, PretrainedMixin):
     config_class = MARConfig
     model_kind = "generator"
     model_type = "mar"
+    default_sampler = "mar"
 
     def __init__(self, config: MARConfig):
         super().__init__()

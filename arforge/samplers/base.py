@@ -43,6 +43,46 @@ def build_sampler(name: str, **options: Any) -> "Sampler":
     return SAMPLERS.get(name)(**options)
 
 
+def parse_sampler_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """``"name"`` or ``"name:key=value,key=value"`` -> ``(name, options)``; values are YAML-parsed.
+
+    Example: ``"mar:num_iter=32,head_steps=20"`` -> ``("mar", {"num_iter": 32, "head_steps": 20})``.
+    Raises ``ValueError`` naming the malformed part.
+    """
+    import yaml
+
+    name, _, rest = spec.partition(":")
+    options: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in rest.split(","))):
+        key, eq, value = part.partition("=")
+        if not eq or not key.strip():
+            raise ValueError(f"sampler option '{part}' in '{spec}' is not key=value (e.g. {name}:num_iter=32)")
+        options[key.strip()] = yaml.safe_load(value)
+    if name not in SAMPLERS:
+        raise ValueError(f"unknown sampler '{name}'; registered: {', '.join(SAMPLERS.names())}")
+    return name, options
+
+
+def build_sampler_with_defaults(spec: str, **defaults: Any) -> "Sampler":
+    """Build ``spec`` (see :func:`parse_sampler_spec`); each ``defaults`` entry is passed only if the
+    sampler's constructor takes that argument and the spec does not set it (shared CLI options such
+    as ``cfg``, ``logits``, ``temperature``)."""
+    import inspect
+
+    name, options = parse_sampler_spec(spec)
+    cls = SAMPLERS.get(name)
+    params = inspect.signature(cls.__init__).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    unknown = [k for k in options if k not in params and not takes_any]
+    if unknown:
+        raise ValueError(f"sampler '{name}' has no option(s) {unknown}; it takes: "
+                         f"{', '.join(p for p in params if p != 'self')}")
+    for key, value in defaults.items():
+        if key not in options and (key in params or takes_any):
+            options[key] = value
+    return cls(**options)
+
+
 @dataclass
 class SamplerStats:
     """What a sampling call cost.

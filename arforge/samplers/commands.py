@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from arforge.pretrained import CheckpointError, atomic_directory, load_pretrained, read_config_file, resolve_model_dir
-from arforge.samplers.base import SAMPLERS, Sampler, build_sampler
+from arforge.samplers.base import SAMPLERS, Sampler, build_sampler_with_defaults
 from arforge.samplers.cfg import CFGSchedule
 from arforge.samplers.logits import LogitsPipeline
 from arforge.utils.device import resolve_device
@@ -37,7 +37,12 @@ def load_generator_and_tokenizer(checkpoint: str | Path, tokenizer: str | Path |
     if read_config_file(tok_dir)["kind"] != "tokenizer":
         raise CheckpointError(f"--tokenizer {tok_dir} is not a tokenizer checkpoint")
     tok = load_pretrained(tok_dir, kind="tokenizer").to(device).eval()
-    if tok.codebook_size != generator.vocab_size:
+    if getattr(tok, "is_continuous", False):
+        want = getattr(generator.config, "latent_channels", None)
+        if want != tok.latent_channels:
+            raise CheckpointError(f"tokenizer {tok_dir} has {tok.latent_channels} latent channels but generator {gen_dir} "
+                                  f"expects {want}")
+    elif tok.codebook_size != getattr(generator, "vocab_size", None):
         raise CheckpointError(
             f"tokenizer {tok_dir} has {tok.codebook_size} codes but generator {gen_dir} expects {generator.vocab_size}"
         )
@@ -96,16 +101,20 @@ def sample_to_folder(
     return summary
 
 
-def sampler_from_args(args: argparse.Namespace) -> Sampler:
-    """Build the sampler named by ``--sampler`` with the shared logits/CFG options."""
+def sampler_from_args(args: argparse.Namespace, generator: torch.nn.Module | None = None) -> Sampler:
+    """Build the sampler ``--sampler NAME[:key=value,...]`` (default: the generator's ``default_sampler``,
+    else ``ar``) with the shared CFG / logits / temperature options (each passed only if that sampler takes it)."""
     cfg = CFGSchedule(scale=args.cfg, kind=args.cfg_schedule, start=args.cfg_interval[0], end=args.cfg_interval[1])
     logits = LogitsPipeline(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, greedy=args.greedy)
-    return build_sampler(args.sampler, cfg=cfg, logits=logits)
+    spec = args.sampler or getattr(generator, "default_sampler", "ar")
+    return build_sampler_with_defaults(spec, cfg=cfg, logits=logits, temperature=args.temperature)
 
 
 def add_sampling_options(parser: argparse.ArgumentParser) -> None:
     """CFG and logits options shared by every command that samples."""
-    parser.add_argument("--sampler", default="ar", choices=SAMPLERS.names(), help="decoding algorithm")
+    parser.add_argument("--sampler", default=None, metavar="NAME[:KEY=VALUE,...]",
+                        help=f"decoding algorithm ({', '.join(SAMPLERS.names())}) and its options, e.g. mar:num_iter=32 "
+                             "(default: the generator's own, e.g. ar for raster, mar for MAR)")
     parser.add_argument("--cfg", type=float, default=1.0, help="classifier-free guidance scale (1 = off)")
     parser.add_argument("--cfg-schedule", default="constant", choices=["constant", "linear", "interval"])
     parser.add_argument("--cfg-interval", type=float, nargs=2, default=(0.0, 1.0), metavar=("START", "END"),
@@ -125,11 +134,11 @@ def run(args: argparse.Namespace) -> int:
     if bad:
         raise ValueError(f"--classes {bad} out of range: this generator has {num_classes} classes (0..{num_classes - 1})")
     labels = torch.tensor(classes, dtype=torch.long).repeat_interleave(args.num_per_class)
-    sampler = sampler_from_args(args)
+    sampler = sampler_from_args(args, generator)
     out = Path(args.out) if args.out else resolve_model_dir(args.checkpoint).parent / f"samples-{time.strftime('%Y%m%d-%H%M%S')}"
     summary = sample_to_folder(
         generator, tokenizer, labels, sampler, out, batch_size=args.batch_size, seed=args.seed,
-        write_pngs=not args.no_png, extra={"sampler": args.sampler, "cfg": args.cfg, "cfg_schedule": args.cfg_schedule,
+        write_pngs=not args.no_png, extra={"sampler": args.sampler or sampler.name, "cfg": args.cfg, "cfg_schedule": args.cfg_schedule,
                                            "temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p},
     )
     print(json.dumps(summary))

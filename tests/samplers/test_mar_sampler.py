@@ -36,3 +36,21 @@ def test_decodes_with_a_tokenizer(tiny_mar):
     out = MARSampler(num_iter=2).sample(model, torch.tensor([1]), generator_rng=torch.Generator().manual_seed(0),
                                         tokenizer=Identity())
     assert out.images.shape == (1, 3, 3, 3) and out.images.abs().max() <= 1
+
+
+def test_sampler_specs_parse_and_pass_only_accepted_defaults():
+    import pytest
+
+    from arforge.samplers.base import build_sampler_with_defaults, parse_sampler_spec
+
+    assert parse_sampler_spec("mar:num_iter=32, head_steps=20,temperature=0.9") == (
+        "mar", {"num_iter": 32, "head_steps": 20, "temperature": 0.9})
+    assert parse_sampler_spec("ar") == ("ar", {})
+    sampler = build_sampler_with_defaults("mar:num_iter=8", cfg=CFGSchedule(2.0), logits=object(), temperature=0.5)
+    assert sampler.num_iter == 8 and sampler.cfg.scale == 2.0 and sampler.temperature == 0.5  # logits: not a MAR option
+    with pytest.raises(ValueError, match="not key=value"):
+        parse_sampler_spec("mar:num_iter")
+    with pytest.raises(ValueError, match="unknown sampler 'nope'"):
+        parse_sampler_spec("nope:x=1")
+    with pytest.raises(ValueError, match="no option"):
+        build_sampler_with_defaults("mar:window=3")
