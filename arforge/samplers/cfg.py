@@ -43,6 +43,16 @@ class CFGSchedule:
             return self.scale if self.start <= progress < self.end else 1.0
         return self.scale
 
+    def scales(self, progress: torch.Tensor) -> torch.Tensor:
+        """:meth:`scale_at` element-wise for a float tensor of progress values."""
+        progress = progress.float()
+        if self.kind == "linear":
+            return 1.0 + (self.scale - 1.0) * progress
+        if self.kind == "interval":
+            inside = (progress >= self.start) & (progress < self.end)
+            return torch.where(inside, torch.full_like(progress, self.scale), torch.ones_like(progress))
+        return torch.full_like(progress, self.scale)
+
     @staticmethod
     def combine(cond_logits: torch.Tensor, uncond_logits: torch.Tensor, scale: float) -> torch.Tensor:
         """``uncond + scale * (cond - uncond)`` (float32)."""

@@ -1,0 +1,152 @@
+"""Speculative Jacobi Decoding (SJD, Teng et al. 2024) for raster-order generators, batched and exact.
+
+Every image keeps a committed prefix of ``n`` tokens and drafts for the rest. One forward pass
+feeds the last committed token and the next ``window - 1`` drafts at their grid positions (one
+KV-cache write each, at per-row positions) and yields the target distributions ``p`` of the
+``window`` positions after the prefix. :func:`~arforge.samplers.speculative.verify` accepts a
+prefix of the drafts with probability ``min(1, p/q)`` each and resamples the first rejected one
+from ``norm(max(0, p - q))``, so every committed token is distributed exactly as in plain AR
+sampling with the same CFG schedule and logits processors. Drafts after the rejection are
+refreshed from this pass's ``p`` (the Jacobi update) and keep that ``p`` as their ``q``. The cache
+is rolled back by :meth:`KVCache.truncate` per row (validity bits only, no copies); rows accept
+different numbers of tokens and proceed independently inside one batch.
+
+Draft initialisation for positions not reached by any window yet: ``random`` (uniform tokens,
+``q`` uniform), ``repeat_left`` (copy of the committed/drafted token to the left, ``q`` = one-hot,
+filled as the window reaches them) or ``spatial`` (the token above, one-hot ``q``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+import torch
+
+from arforge.samplers.ar import with_null_condition
+from arforge.samplers.base import Sampler, SamplerStats, SampleResult, register_sampler
+from arforge.samplers.cfg import CFGSchedule
+from arforge.samplers.logits import LogitsPipeline, sample_from_probs
+from arforge.samplers.speculative import Relaxation, verify
+
+DraftInit = Literal["random", "repeat_left", "spatial"]
+
+
+def guided_window_logits(logits_2BTV: torch.Tensor, batch: int, cfg: CFGSchedule, positions_BT: torch.Tensor,
+                         num_tokens: int) -> torch.Tensor:
+    """CFG per token: the scale of the token at grid index ``i`` is ``cfg.scale_at(i / N)``, exactly
+    what :class:`ARSampler` uses when it emits that token."""
+    if not cfg.enabled:
+        return logits_2BTV.float()
+    cond, uncond = logits_2BTV[:batch].float(), logits_2BTV[batch:].float()
+    scales = cfg.scales(positions_BT.to(cond.device).float() / num_tokens)
+    return uncond + (cond - uncond) * scales[..., None]
+
+
+@register_sampler("sjd")
+class SJDSampler(Sampler):
+    """Args: ``window`` (draft length L, default 16), ``init`` (draft initialisation), ``cfg``,
+    ``logits`` (shared :class:`LogitsPipeline`), ``relax`` (e.g. a LANTERN relaxation; ``None`` =
+    exact), ``max_iters`` (safety bound on forward passes; default ``N + 1``)."""
+
+    def __init__(self, window: int = 16, init: DraftInit = "random", cfg: CFGSchedule | float = 1.0,
+                 logits: LogitsPipeline | None = None, relax: Relaxation | None = None, max_iters: int | None = None):
+        if window < 1:
+            raise ValueError(f"window must be >= 1, got {window}")
+        if init not in ("random", "repeat_left", "spatial"):
+            raise ValueError(f"unknown draft init '{init}'; use random, repeat_left or spatial")
+        self.window, self.init, self.relax, self.max_iters = window, init, relax, max_iters
+        self.cfg = cfg if isinstance(cfg, CFGSchedule) else CFGSchedule(scale=float(cfg))
+        self.logits = logits or LogitsPipeline()
+
+    def _initial_drafts(self, B: int, N: int, V: int, width: int, device, rng) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draft tokens ``(B, N)`` and their proposal distributions ``(B, N, V)`` before any verification."""
+        if self.init == "random":
+            tokens = torch.randint(0, V, (B, N), device=device, generator=rng)
+            return tokens, torch.full((B, N, V), 1.0 / V, device=device)
+        return torch.zeros(B, N, dtype=torch.long, device=device), torch.zeros(B, N, V, device=device)
+
+    def _fill_structured(self, tokens_BN, q_BNV, start_B, idx_BT, width: int) -> None:
+        """``repeat_left``/``spatial`` drafts for positions entering the window for the first time."""
+        if self.init == "random":
+            return
+        B, N = tokens_BN.shape
+        fresh = (q_BNV.gather(-1, tokens_BN[..., None]).squeeze(-1) == 0)  # never drafted yet
+        for t in range(idx_BT.shape[1]):  # left to right: each copy may read the previous copy
+            pos = idx_BT[:, t]
+            src = pos - (1 if self.init == "repeat_left" else width)
+            src = torch.where(src < 0, pos - 1, src).clamp(min=0)
+            row = torch.arange(B, device=pos.device)
+            need = fresh[row, pos] & (pos >= start_B)
+            tokens_BN[row[need], pos[need]] = tokens_BN[row[need], src[need]]
+            q_BNV[row[need], pos[need]] = 0
+            q_BNV[row[need], pos[need], tokens_BN[row[need], pos[need]]] = 1.0
+
+    @torch.no_grad()
+    def sample(self, generator, condition, *, generator_rng=None, tokenizer=None, cond_mask=None) -> SampleResult:
+        start_time = time.perf_counter()
+        model = generator
+        if type(model.order).__name__ != "Raster":
+            raise ValueError(f"SJD drafts along raster order; {type(model).__name__} uses {type(model.order).__name__}")
+        B, N, V = condition.shape[0], model.num_tokens, model.vocab_size
+        width = model.order.grid_hw[1]
+        device = model.norm.weight.device
+        rng = generator_rng
+        cond_all, mask_all = with_null_condition(model, condition.to(device), self.cfg, cond_mask)
+        cache = model.new_cache(cond_all.shape[0])
+        P = model.num_prefix
+        stats = SamplerStats(tokens=N)
+
+        tokens_BN, q_BNV = self._initial_drafts(B, N, V, width, device, rng)
+        # token 0 comes from the prefill pass, exactly as in plain AR sampling
+        first = guided_window_logits(model.prefill(cond_all, cache, mask_all)[:, None], B, self.cfg,
+                                     torch.zeros(B, 1, dtype=torch.long), N)
+        tokens_BN[:, 0] = sample_from_probs(self.logits.probs(first)[:, 0], rng)
+        stats.forward_passes += 1
+        stats.accepted_per_step.append(1.0)
+        n_B = torch.ones(B, dtype=torch.long, device=device)  # committed tokens per row
+        max_iters = self.max_iters or N + 1
+        T = min(self.window, N - 1)
+        steps = torch.arange(T, device=device)
+        while bool((n_B < N).any()):
+            if stats.forward_passes >= max_iters:
+                raise RuntimeError(f"SJD did not finish within {max_iters} forward passes (max_iters)")
+            # feed the last committed token and T-1 drafts; outputs are p for positions n .. n+T-1
+            fed_idx = (n_B[:, None] - 1 + steps[None]).clamp(max=N - 1)
+            target_idx = n_B[:, None] + steps[None]
+            valid_BT = target_idx < N
+            target_idx = target_idx.clamp(max=N - 1)
+            self._fill_structured(tokens_BN, q_BNV, n_B, target_idx, width)
+            fed = tokens_BN.gather(1, fed_idx)
+            if self.cfg.enabled:
+                fed, fed_idx2 = torch.cat([fed, fed]), torch.cat([fed_idx, fed_idx])
+            else:
+                fed_idx2 = fed_idx
+            logits = model.decode(fed, fed_idx2, cache)
+            p_BTV = self.logits.probs(guided_window_logits(logits, B, self.cfg, target_idx, N))
+            stats.forward_passes += 1
+
+            drafts = tokens_BN.gather(1, target_idx)
+            q = q_BNV.gather(1, target_idx[..., None].expand(-1, -1, V))
+            verdict = verify(drafts, q, p_BTV, rng, relax=self.relax, valid_BT=valid_BT)
+            active = n_B < N
+            a = torch.where(active, verdict.num_accepted_B, torch.zeros_like(n_B))
+            row = torch.arange(B, device=device)
+            has_next = active & (verdict.next_token_B >= 0)
+            # commit the resampled token at the first rejected position
+            j = (n_B + a).clamp(max=N - 1)
+            tokens_BN[row[has_next], j[has_next]] = verdict.next_token_B[has_next]
+            # Jacobi update: positions after the rejection get fresh drafts from this pass's p
+            after = (steps[None] > a[:, None]) & valid_BT & active[:, None]
+            fresh = sample_from_probs(p_BTV, rng)
+            r, t = after.nonzero(as_tuple=True)
+            tokens_BN[r, target_idx[r, t]] = fresh[r, t]
+            q_BNV[r, target_idx[r, t]] = p_BTV[r, t]
+            committed = a + has_next.long()
+            stats.accepted_per_step.append(float(committed[active].float().mean()))
+            n_B = torch.minimum(n_B + committed, torch.full_like(n_B, N))
+            # slots of positions >= n-1 hold K/V of drafts (or of a rejected token): roll them back
+            keep = P + n_B - 1
+            cache.truncate(torch.cat([keep, keep]) if self.cfg.enabled else keep)
+        stats.wall_time_s = time.perf_counter() - start_time
+        return self.finish(tokens_BN, model, stats, tokenizer)

@@ -1,0 +1,127 @@
+"""SJD: exact against the model's joint distribution (with CFG and top-k), greedy == AR, per-row
+acceptance in a batch, rollback by truncation only, fewer forward passes on a predictable model."""
+
+import itertools
+
+import pytest
+import torch
+from scipy.stats import chisquare
+
+from arforge.generators import BackboneConfig, RasterConfig, RasterGenerator
+from arforge.samplers import ARSampler, CFGSchedule, LogitsPipeline, build_sampler
+from arforge.samplers.sjd import SJDSampler
+from arforge.samplers.speculative import verify
+
+
+def tiny(vocab=16, grid=(3, 4), std=0.5, seed=0):
+    torch.manual_seed(seed)
+    gen = RasterGenerator(RasterConfig(vocab_size=vocab, grid_size=grid, num_classes=4, class_dropout_prob=0.1,
+                                       backbone=BackboneConfig(dim=32, n_layer=2, n_head=2, multiple_of=16)))
+    torch.nn.init.normal_(gen.output.weight, std=std)
+    return gen.eval()
+
+
+def exact_joint(gen, label, cfg: CFGSchedule, logits: LogitsPipeline, vocab: int, n: int) -> dict:
+    """P(sequence) under plain AR sampling with guidance and processors, by enumeration."""
+    joint = {}
+    with torch.no_grad():
+        for seq in itertools.product(range(vocab), repeat=n):
+            x = torch.tensor([seq])
+            cond = gen(x, label)
+            if cfg.enabled:
+                unc = gen(x, gen.null_condition(label))
+                scale = cfg.scales(torch.arange(n) / n)[:, None]
+                cond = unc + (cond - unc) * scale
+            probs = logits.probs(cond)[0]
+            joint[seq] = float(torch.prod(probs[torch.arange(n), torch.tensor(seq)]))
+    return joint
+
+
+@pytest.mark.parametrize("init, cfg, logits", [
+    ("random", CFGSchedule(1.0), LogitsPipeline()),
+    ("repeat_left", CFGSchedule(2.5, "linear"), LogitsPipeline(top_k=3)),
+    ("spatial", CFGSchedule(1.5), LogitsPipeline(temperature=1.5, top_p=0.95)),
+])
+def test_sjd_matches_the_exact_joint_distribution(init, cfg, logits):
+    vocab, grid = 4, (2, 2)
+    gen = tiny(vocab=vocab, grid=grid, std=1.0, seed=1)
+    label = torch.tensor([2])
+    joint = exact_joint(gen, label, cfg, logits, vocab, 4)
+    n = 6000
+    sampler = SJDSampler(window=3, init=init, cfg=cfg, logits=logits)
+    out = sampler.sample(gen, label.repeat(n), generator_rng=torch.Generator().manual_seed(0))
+    toks = out.tokens.view(n, 4)
+    keys = [k for k, v in joint.items() if v > 0]
+    counts = {k: 0 for k in joint}
+    for row in toks.tolist():
+        counts[tuple(row)] += 1
+    assert sum(counts[k] for k in joint if joint[k] == 0) == 0  # nothing outside the support (top-k / top-p)
+    total = sum(joint[k] for k in keys)
+    expected = [joint[k] / total * n for k in keys]
+    big = [i for i, e in enumerate(expected) if e >= 5]  # chi-square needs expected counts >= 5
+    obs = [counts[keys[i]] for i in big]
+    exp = [expected[i] for i in big]
+    exp = [e * sum(obs) / sum(exp) for e in exp]
+    assert len(obs) >= 5, "the oracle needs a spread-out distribution"
+    assert chisquare(obs, exp).pvalue > 0.001
+    assert out.stats.forward_passes <= 4  # prefill + at most 3 windows for 4 tokens
+
+
+def test_greedy_sjd_equals_greedy_ar_with_cfg():
+    gen = tiny()
+    labels = torch.tensor([0, 1, 2, 3])
+    logits = LogitsPipeline(greedy=True)
+    ar = ARSampler(cfg=CFGSchedule(3.0, "linear"), logits=logits).sample(gen, labels).tokens
+    for init in ("random", "repeat_left", "spatial"):
+        sjd = SJDSampler(window=5, init=init, cfg=CFGSchedule(3.0, "linear"), logits=logits)
+        out = sjd.sample(gen, labels, generator_rng=torch.Generator().manual_seed(3))
+        assert torch.equal(out.tokens, ar), init
+
+
+def test_rows_accept_different_lengths_and_cache_is_never_copied(monkeypatch):
+    gen = tiny(vocab=8, std=0.2)
+    created = []
+    original = gen.new_cache
+
+    def spy(*args, **kwargs):
+        cache = original(*args, **kwargs)
+        created.append((cache, [k.data_ptr() for k in cache.k]))
+        return cache
+
+    monkeypatch.setattr(gen, "new_cache", spy)
+    out = SJDSampler(window=6).sample(gen, torch.tensor([0, 1, 2, 3, 0, 1]), generator_rng=torch.Generator().manual_seed(0))
+    cache, ptrs = created[0]
+    assert len(created) == 1 and [k.data_ptr() for k in cache.k] == ptrs  # buffers kept: rollback = validity bits
+    assert out.tokens.shape == (6, 3, 4)
+    assert out.stats.forward_passes < 12  # fewer than one pass per token on this low-entropy model
+    assert all(a >= 1 for a in out.stats.accepted_per_step)
+
+
+def test_sjd_on_a_loaded_llamagen_checkpoint(interop_dir):
+    import json
+
+    from safetensors import safe_open
+
+    from arforge.interop import load_gpt
+
+    path = interop_dir / "llamagen_gpt_c2i.safetensors"
+    with safe_open(str(path), "pt") as f:
+        args = json.loads(f.metadata()["config"])["ModelArgs"]
+    side = int(args["block_size"] ** 0.5)
+    gen = load_gpt(path, prefix="model.", grid_size=(side, side), n_head=args["n_head"])
+    labels = torch.tensor([1, 3])
+    logits = LogitsPipeline(greedy=True)
+    ar = ARSampler(cfg=2.0, logits=logits).sample(gen, labels).tokens
+    sjd = build_sampler("sjd", window=4, cfg=2.0, logits=logits).sample(gen, labels, generator_rng=torch.Generator().manual_seed(0))
+    assert torch.equal(sjd.tokens, ar)
+
+
+def test_verify_rule():
+    p = torch.tensor([[[0.5, 0.5, 0.0], [0.0, 1.0, 0.0]]])
+    q = torch.tensor([[[0.5, 0.5, 0.0], [1.0, 0.0, 0.0]]])
+    v = verify(torch.tensor([[1, 0]]), q, p, torch.Generator().manual_seed(0))
+    assert v.num_accepted_B.tolist() == [1] and v.next_token_B.tolist() == [1]  # p(0) = 0: reject, residual -> 1
+    all_ok = verify(torch.tensor([[1, 1]]), q, torch.tensor([[[0.0, 1.0, 0.0], [0.0, 1.0, 0.0]]]))
+    assert all_ok.num_accepted_B.tolist() == [2] and all_ok.next_token_B.tolist() == [-1]  # p/q >= 1 everywhere
+    with pytest.raises(ValueError):
+        SJDSampler(window=0)
