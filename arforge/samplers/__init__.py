@@ -1,16 +1,20 @@
 """Samplers: decoding algorithms over any generator, sharing logits processing and CFG schedules.
 
 Public API: :class:`Sampler`, :func:`register_sampler`, :func:`build_sampler`, :class:`SampleResult`,
-:class:`SamplerStats`, :class:`LogitsPipeline`, :class:`CFGSchedule`; built-in: ``ar``, ``mar``.
+:class:`SamplerStats`, :class:`LogitsPipeline`, :class:`CFGSchedule`; built-in: ``ar``, ``sjd``,
+``sjd_lantern``, ``mar``. The shared speculative rule is :func:`arforge.samplers.speculative.verify`.
 """
 
 from arforge.samplers.ar import ARSampler
 from arforge.samplers.base import SAMPLERS, Sampler, SampleResult, SamplerStats, build_sampler, register_sampler
 from arforge.samplers.cfg import CFGSchedule
 from arforge.samplers.logits import LogitsPipeline, Temperature, TopK, TopP, sample_from_probs
+from arforge.samplers.lantern import LanternRelaxation, SJDLanternSampler
 from arforge.samplers.mar import MARSampler
+from arforge.samplers.sjd import SJDSampler
+from arforge.samplers.speculative import verify
 
 __all__ = [
-    "ARSampler", "CFGSchedule", "LogitsPipeline", "MARSampler", "SAMPLERS", "SampleResult", "Sampler", "SamplerStats",
-    "Temperature", "TopK", "TopP", "build_sampler", "register_sampler", "sample_from_probs",
+    "ARSampler", "CFGSchedule", "LanternRelaxation", "LogitsPipeline", "MARSampler", "SJDLanternSampler", "SJDSampler", "SAMPLERS", "SampleResult", "Sampler", "SamplerStats",
+    "Temperature", "TopK", "TopP", "build_sampler", "register_sampler", "sample_from_probs", "verify",
 ]
