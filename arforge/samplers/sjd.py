@@ -39,8 +39,9 @@ def guided_window_logits(logits_2BTV: torch.Tensor, batch: int, cfg: CFGSchedule
     if not cfg.enabled:
         return logits_2BTV.float()
     cond, uncond = logits_2BTV[:batch].float(), logits_2BTV[batch:].float()
-    scales = cfg.scales(positions_BT.to(cond.device).float() / num_tokens)
-    return uncond + (cond - uncond) * scales[..., None]
+    scales = cfg.scales(positions_BT.to(cond.device).float() / num_tokens)[..., None]
+    # scale 1 returns the conditional logits untouched, exactly as CFGSchedule.combine does
+    return torch.where(scales == 1.0, cond, uncond + (cond - uncond) * scales)
 
 
 @register_sampler("sjd")
