@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "arforge.train.commands",
     "arforge.samplers.commands",
     "arforge.eval.commands",
+    "arforge.eval.bench.commands",
     "arforge.quickstart",
 ]
 
