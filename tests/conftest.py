@@ -17,6 +17,57 @@ def interop_dir() -> Path:
     return FIXTURES
 
 
+@pytest.fixture(scope="session")
+def interop_fixture(interop_dir):
+    """Reader of one golden fixture file: ``(constructor config dict, reference weights, io tensors)``."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    def read(name: str) -> tuple[dict, dict, dict]:
+        path = interop_dir / name
+        with safe_open(str(path), "pt") as f:
+            config = json.loads(f.metadata()["config"])
+        tensors = load_file(str(path))
+        weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+        io = {k[len("io."):]: v for k, v in tensors.items() if k.startswith("io.")}
+        return config, weights, io
+
+    return read
+
+
+@pytest.fixture(scope="session")
+def llamagen_c2i(interop_dir):
+    """The LlamaGen c2i GPT golden fixture loaded through ``arforge.interop.load_gpt`` (strict)."""
+    import json
+
+    from safetensors import safe_open
+
+    from arforge.interop import load_gpt
+
+    path = interop_dir / "llamagen_gpt_c2i.safetensors"
+    with safe_open(str(path), "pt") as f:
+        args = json.loads(f.metadata()["config"])["ModelArgs"]
+    side = int(args["block_size"] ** 0.5)
+    return load_gpt(path, prefix="model.", grid_size=(side, side), n_head=args["n_head"]).eval()
+
+
+@pytest.fixture
+def tiny_raster():
+    """Builder of a tiny random class-conditional raster generator (4 classes, null class for CFG)."""
+    from arforge.generators import BackboneConfig, RasterConfig, RasterGenerator
+
+    def build(vocab: int = 16, grid: tuple[int, int] = (3, 4), std: float = 0.5, seed: int = 0, layers: int = 2):
+        torch.manual_seed(seed)
+        gen = RasterGenerator(RasterConfig(vocab_size=vocab, grid_size=grid, num_classes=4, class_dropout_prob=0.1,
+                                           backbone=BackboneConfig(dim=32, n_layer=layers, n_head=2, multiple_of=16)))
+        torch.nn.init.normal_(gen.output.weight, std=std)
+        return gen.eval()
+
+    return build
+
+
 @pytest.fixture
 def one_intraop_thread():
     """Run a test on one intra-op thread and restore the previous setting afterwards.

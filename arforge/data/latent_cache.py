@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import load_file
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from arforge.data.errors import DataError
+from arforge.data.token_cache import read_format_metadata
 from arforge.pretrained import save_safetensors
 
 log = logging.getLogger(__name__)
@@ -75,17 +75,7 @@ def build_latent_cache(tokenizer, dataset: Dataset, out_path: str | Path, batch_
 
 def read_latent_cache_metadata(path: str | Path) -> dict[str, str]:
     """The metadata of a latent cache; raises :class:`DataError` if ``path`` is not one."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"latent cache not found: {path}")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = dict(f.metadata() or {})
-    except Exception as err:
-        raise DataError(f"{path} is not a readable safetensors latent cache ({err})") from err
-    if meta.get("format") != LATENT_CACHE_FORMAT:
-        raise DataError(f"{path} is not an arforge latent cache (format={meta.get('format')!r})")
-    return meta
+    return read_format_metadata(path, LATENT_CACHE_FORMAT, "latent cache")
 
 
 class LatentDataset(Dataset):

@@ -136,19 +136,24 @@ def build_token_cache(
     return out_path
 
 
-def read_cache_metadata(path: str | Path) -> dict[str, str]:
-    """The string metadata of a token cache; raises :class:`DataError` if ``path`` is not one."""
+def read_format_metadata(path: str | Path, fmt: str, what: str) -> dict[str, str]:
+    """The string metadata of a cache file whose ``format`` entry must be ``fmt`` (``what`` names it in errors)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"token cache not found: {path} (check data.path, or build it with data.tokenizer + data.source)")
+        raise FileNotFoundError(f"{what} not found: {path} (check data.path, or build it with data.tokenizer + data.source)")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = dict(f.metadata() or {})
     except Exception as err:
-        raise DataError(f"{path} is not a readable safetensors token cache ({err})") from err
-    if meta.get("format") != CACHE_FORMAT:
-        raise DataError(f"{path} is not an arforge token cache (metadata format={meta.get('format')!r}, expected {CACHE_FORMAT!r})")
+        raise DataError(f"{path} is not a readable safetensors {what} ({err})") from err
+    if meta.get("format") != fmt:
+        raise DataError(f"{path} is not an arforge {what} (metadata format={meta.get('format')!r}, expected {fmt!r})")
     return meta
+
+
+def read_cache_metadata(path: str | Path) -> dict[str, str]:
+    """The string metadata of a token cache; raises :class:`DataError` if ``path`` is not one."""
+    return read_format_metadata(path, CACHE_FORMAT, "token cache")
 
 
 class TokenDataset(Dataset):

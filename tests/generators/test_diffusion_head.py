@@ -1,12 +1,8 @@
 """DiffusionHead against MAR's DiffLoss golden fixture (network, CFG, schedule, posterior, a full
 temperature-0 chain) and its training/sampling contracts."""
 
-import json
-
 import pytest
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file
 
 from arforge.generators.heads import DiffusionHead, DiffusionHeadConfig
 from arforge.generators.heads.diffusion import respaced_timesteps
@@ -16,17 +12,14 @@ TOL = dict(atol=1e-5, rtol=1e-5)
 
 
 @pytest.fixture(scope="module")
-def mar(interop_dir):
-    path = interop_dir / "mar.safetensors"
-    with safe_open(str(path), "pt") as f:
-        cfg = json.loads(f.metadata()["config"])["MAR"]
-    tensors = load_file(str(path))
-    io = {k[len("io."):]: v for k, v in tensors.items() if k.startswith("io.")}
+def mar(interop_fixture):
+    config, weights, io = interop_fixture("mar.safetensors")
+    cfg = config["MAR"]
     head = DiffusionHead(DiffusionHeadConfig(token_dim=cfg["vae_embed_dim"], cond_dim=cfg["decoder_embed_dim"],
                                              width=cfg["diffloss_w"], depth=cfg["diffloss_d"],
                                              sampling_steps=int(cfg["num_sampling_steps"]), batch_mul=cfg["diffusion_batch_mul"]))
-    weights = {k[len("model.diffloss."):]: v for k, v in tensors.items() if k.startswith("model.diffloss.")}
-    load_state_dict_strict(head, weights, str(path))
+    head_weights = {k[len("diffloss."):]: v for k, v in weights.items() if k.startswith("diffloss.")}
+    load_state_dict_strict(head, head_weights, "mar.safetensors")
     return head.eval(), io
 
 

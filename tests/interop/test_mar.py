@@ -1,12 +1,9 @@
 """MAR golden fixture (made with MAR's own ``models/mar.py``) reproduced through strict loading of
 its state dict into :class:`MARGenerator` (shared backbone in ViT mode + DiffusionHead)."""
 
-import json
-
 import pytest
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from arforge.interop.mar import convert_mar_state_dict, load_mar, mar_config_from_state_dict
 from arforge.pretrained import CheckpointError
@@ -15,14 +12,9 @@ TOL = dict(atol=1e-5, rtol=1e-5)
 
 
 @pytest.fixture(scope="module")
-def fixture(interop_dir):
-    path = interop_dir / "mar.safetensors"
-    with safe_open(str(path), "pt") as f:
-        cfg = json.loads(f.metadata()["config"])["MAR"]
-    tensors = load_file(str(path))
-    weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-    io = {k[len("io."):]: v for k, v in tensors.items() if k.startswith("io.")}
-    return cfg, weights, io
+def fixture(interop_fixture):
+    config, weights, io = interop_fixture("mar.safetensors")
+    return config["MAR"], weights, io
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,9 @@
 """MAR's KL VAE golden fixture (made with MAR's own ``models/vae.py``) reproduced through the
 LDM -> diffusers key conversion and strict loading into :class:`KLTokenizer`."""
 
-import json
-
 import pytest
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from arforge.interop.mar_vae import kl_config_from_ldm_state_dict, ldm_vae_to_diffusers, load_kl
 from arforge.pretrained import CheckpointError
@@ -16,14 +13,8 @@ TOL = dict(atol=1e-4, rtol=1e-4)
 
 
 @pytest.fixture(scope="module")
-def fixture(interop_dir):
-    path = interop_dir / NAME
-    with safe_open(str(path), "pt") as f:
-        meta = json.loads(f.metadata()["config"])
-    tensors = load_file(str(path))
-    weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-    io = {k[len("io."):]: v for k, v in tensors.items() if k.startswith("io.")}
-    return meta, weights, io
+def fixture(interop_fixture):
+    return interop_fixture(NAME)
 
 
 @pytest.fixture(scope="module")

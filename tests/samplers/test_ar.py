@@ -9,16 +9,8 @@ from arforge.samplers import ARSampler, CFGSchedule, LogitsPipeline, Sampler, Sa
 from arforge.samplers.base import SAMPLERS
 
 
-def tiny(vocab=16, grid=(3, 4), std=0.5, seed=0):
-    torch.manual_seed(seed)
-    gen = RasterGenerator(RasterConfig(vocab_size=vocab, grid_size=grid, num_classes=4, class_dropout_prob=0.1,
-                                       backbone=BackboneConfig(dim=32, n_layer=2, n_head=2, multiple_of=16)))
-    torch.nn.init.normal_(gen.output.weight, std=std)
-    return gen.eval()
-
-
-def test_same_seed_same_tokens_and_stats():
-    gen = tiny()
+def test_same_seed_same_tokens_and_stats(tiny_raster):
+    gen = tiny_raster()
     sampler = ARSampler(cfg=CFGSchedule(2.0, "linear"), logits=LogitsPipeline(top_k=8, top_p=0.95))
     labels = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])
     a = sampler.sample(gen, labels, generator_rng=torch.Generator().manual_seed(7))
@@ -29,8 +21,8 @@ def test_same_seed_same_tokens_and_stats():
     assert a.stats.forward_passes == 12 and a.stats.tokens == 12
 
 
-def test_batch_rows_are_independent_of_batch_size_under_greedy():
-    gen = tiny()
+def test_batch_rows_are_independent_of_batch_size_under_greedy(tiny_raster):
+    gen = tiny_raster()
     sampler = ARSampler(cfg=3.0, logits=LogitsPipeline(greedy=True))
     labels = torch.tensor([0, 1, 2, 3])
     batched = sampler.sample(gen, labels).tokens
@@ -38,9 +30,9 @@ def test_batch_rows_are_independent_of_batch_size_under_greedy():
     assert torch.equal(batched, single)
 
 
-def test_ar_sampling_matches_the_models_joint_distribution():
+def test_ar_sampling_matches_the_models_joint_distribution(tiny_raster):
     """Oracle: enumerate every 1x2 image over a 3-token vocabulary and chi-square the sample counts."""
-    gen = tiny(vocab=3, grid=(1, 2), std=1.0, seed=1)
+    gen = tiny_raster(vocab=3, grid=(1, 2), std=1.0, seed=1)
     label = torch.tensor([1])
     with torch.no_grad():
         joint = {}
@@ -57,7 +49,7 @@ def test_ar_sampling_matches_the_models_joint_distribution():
     assert chisquare(counts, expected).pvalue > 0.01
 
 
-def test_users_can_register_their_own_sampler():
+def test_users_can_register_their_own_sampler(tiny_raster):
     @register_sampler("test_greedy_only")
     class GreedyOnly(Sampler):
         def sample(self, generator, condition, *, generator_rng=None, tokenizer=None):
@@ -65,7 +57,7 @@ def test_users_can_register_their_own_sampler():
             return SampleResult(tokens=inner.tokens, stats=SamplerStats(forward_passes=inner.stats.forward_passes))
 
     try:
-        gen = tiny()
+        gen = tiny_raster()
         out = build_sampler("test_greedy_only").sample(gen, torch.tensor([1]))
         ref = ARSampler(logits=LogitsPipeline(greedy=True)).sample(gen, torch.tensor([1]))
         assert torch.equal(out.tokens, ref.tokens)

@@ -7,18 +7,9 @@ import pytest
 import torch
 from scipy.stats import chisquare
 
-from arforge.generators import BackboneConfig, RasterConfig, RasterGenerator
 from arforge.samplers import ARSampler, CFGSchedule, LogitsPipeline, build_sampler
 from arforge.samplers.sjd import SJDSampler
 from arforge.samplers.speculative import verify
-
-
-def tiny(vocab=16, grid=(3, 4), std=0.5, seed=0):
-    torch.manual_seed(seed)
-    gen = RasterGenerator(RasterConfig(vocab_size=vocab, grid_size=grid, num_classes=4, class_dropout_prob=0.1,
-                                       backbone=BackboneConfig(dim=32, n_layer=2, n_head=2, multiple_of=16)))
-    torch.nn.init.normal_(gen.output.weight, std=std)
-    return gen.eval()
 
 
 def exact_joint(gen, label, cfg: CFGSchedule, logits: LogitsPipeline, vocab: int, n: int) -> dict:
@@ -42,9 +33,9 @@ def exact_joint(gen, label, cfg: CFGSchedule, logits: LogitsPipeline, vocab: int
     ("repeat_left", CFGSchedule(2.5, "linear"), LogitsPipeline(top_k=3)),
     ("spatial", CFGSchedule(1.5), LogitsPipeline(temperature=1.5, top_p=0.95)),
 ])
-def test_sjd_matches_the_exact_joint_distribution(init, cfg, logits):
+def test_sjd_matches_the_exact_joint_distribution(init, cfg, logits, tiny_raster):
     vocab, grid = 4, (2, 2)
-    gen = tiny(vocab=vocab, grid=grid, std=1.0, seed=1)
+    gen = tiny_raster(vocab=vocab, grid=grid, std=1.0, seed=1)
     label = torch.tensor([2])
     joint = exact_joint(gen, label, cfg, logits, vocab, 4)
     n = 6000
@@ -67,8 +58,8 @@ def test_sjd_matches_the_exact_joint_distribution(init, cfg, logits):
     assert out.stats.forward_passes <= 4  # prefill + at most 3 windows for 4 tokens
 
 
-def test_greedy_sjd_equals_greedy_ar_with_cfg():
-    gen = tiny()
+def test_greedy_sjd_equals_greedy_ar_with_cfg(tiny_raster):
+    gen = tiny_raster()
     labels = torch.tensor([0, 1, 2, 3])
     logits = LogitsPipeline(greedy=True)
     ar = ARSampler(cfg=CFGSchedule(3.0, "linear"), logits=logits).sample(gen, labels).tokens
@@ -78,8 +69,8 @@ def test_greedy_sjd_equals_greedy_ar_with_cfg():
         assert torch.equal(out.tokens, ar), init
 
 
-def test_rows_accept_different_lengths_and_cache_is_never_copied(monkeypatch):
-    gen = tiny(vocab=8, std=0.2)
+def test_rows_accept_different_lengths_and_cache_is_never_copied(monkeypatch, tiny_raster):
+    gen = tiny_raster(vocab=8, std=0.2)
     created = []
     original = gen.new_cache
 
@@ -97,18 +88,8 @@ def test_rows_accept_different_lengths_and_cache_is_never_copied(monkeypatch):
     assert all(a >= 1 for a in out.stats.accepted_per_step)
 
 
-def test_sjd_on_a_loaded_llamagen_checkpoint(interop_dir):
-    import json
-
-    from safetensors import safe_open
-
-    from arforge.interop import load_gpt
-
-    path = interop_dir / "llamagen_gpt_c2i.safetensors"
-    with safe_open(str(path), "pt") as f:
-        args = json.loads(f.metadata()["config"])["ModelArgs"]
-    side = int(args["block_size"] ** 0.5)
-    gen = load_gpt(path, prefix="model.", grid_size=(side, side), n_head=args["n_head"])
+def test_sjd_on_a_loaded_llamagen_checkpoint(llamagen_c2i):
+    gen = llamagen_c2i
     labels = torch.tensor([1, 3])
     logits = LogitsPipeline(greedy=True)
     ar = ARSampler(cfg=2.0, logits=logits).sample(gen, labels).tokens

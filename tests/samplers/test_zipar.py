@@ -4,16 +4,7 @@ batch and CFG, LlamaGen checkpoints."""
 import pytest
 import torch
 
-from arforge.generators import BackboneConfig, RasterConfig, RasterGenerator
 from arforge.samplers import ARSampler, CFGSchedule, LogitsPipeline, ZipARSampler, build_sampler, zipar_schedule
-
-
-def tiny(vocab=16, grid=(4, 6), std=0.5, seed=0):
-    torch.manual_seed(seed)
-    gen = RasterGenerator(RasterConfig(vocab_size=vocab, grid_size=grid, num_classes=4, class_dropout_prob=0.1,
-                                       backbone=BackboneConfig(dim=32, n_layer=2, n_head=2, multiple_of=16)))
-    torch.nn.init.normal_(gen.output.weight, std=std)
-    return gen.eval()
 
 
 @pytest.mark.parametrize("rows, width, s", [(4, 6, 6), (4, 6, 2), (16, 16, 8), (16, 16, 1), (24, 24, 8)])
@@ -32,17 +23,17 @@ def test_schedule_emits_every_token_once_in_closed_form_passes(rows, width, s):
 
 @pytest.mark.parametrize("cfg, logits", [(CFGSchedule(1.0), LogitsPipeline()),
                                          (CFGSchedule(2.5, "linear"), LogitsPipeline(top_k=5, temperature=0.9))])
-def test_window_equal_to_row_width_is_raster_ar_bit_for_bit(cfg, logits):
-    gen = tiny()
+def test_window_equal_to_row_width_is_raster_ar_bit_for_bit(cfg, logits, tiny_raster):
+    gen = tiny_raster(grid=(4, 6))
     labels = torch.tensor([0, 1, 2, 3, 1])
     ar = ARSampler(cfg=cfg, logits=logits).sample(gen, labels, generator_rng=torch.Generator().manual_seed(4))
     zip_ = ZipARSampler(window=6, cfg=cfg, logits=logits).sample(gen, labels, generator_rng=torch.Generator().manual_seed(4))
     assert torch.equal(zip_.tokens, ar.tokens) and zip_.stats.forward_passes == ar.stats.forward_passes == 24
 
 
-def test_ungenerated_slots_are_masked_not_read(monkeypatch):
+def test_ungenerated_slots_are_masked_not_read(monkeypatch, tiny_raster):
     """Garbage in the K/V buffers of slots not generated yet must not change any sample."""
-    gen = tiny()
+    gen = tiny_raster(grid=(4, 6))
     labels = torch.tensor([0, 2])
     clean = ZipARSampler(window=2, cfg=2.0).sample(gen, labels, generator_rng=torch.Generator().manual_seed(1))
     original = gen.new_cache
@@ -60,18 +51,9 @@ def test_ungenerated_slots_are_masked_not_read(monkeypatch):
     assert clean.stats.forward_passes == 3 * 2 + 6 and max(clean.stats.accepted_per_step) == 3
 
 
-def test_batch_rows_are_independent_under_greedy_and_llamagen_loads(interop_dir):
-    import json
-
-    from safetensors import safe_open
-
-    from arforge.interop import load_gpt
-
-    path = interop_dir / "llamagen_gpt_c2i.safetensors"
-    with safe_open(str(path), "pt") as f:
-        args = json.loads(f.metadata()["config"])["ModelArgs"]
-    side = int(args["block_size"] ** 0.5)
-    gen = load_gpt(path, prefix="model.", grid_size=(side, side), n_head=args["n_head"])
+def test_batch_rows_are_independent_under_greedy_and_llamagen_loads(llamagen_c2i):
+    gen = llamagen_c2i
+    side = gen.order.grid_hw[1]
     labels = torch.tensor([1, 3, 5])
     sampler = build_sampler("zipar", window=2, cfg=2.0, logits=LogitsPipeline(greedy=True))
     batched = sampler.sample(gen, labels).tokens
