@@ -11,6 +11,9 @@ refreshed from this pass's ``p`` (the Jacobi update) and keep that ``p`` as thei
 is rolled back by :meth:`KVCache.truncate` per row (validity bits only, no copies); rows accept
 different numbers of tokens and proceed independently inside one batch.
 
+With ``window = 1`` nothing is drafted: each pass samples the next token from ``p`` and the
+samples equal :class:`ARSampler`'s token for token under the same generator state.
+
 Draft initialisation for positions not reached by any window yet: ``random`` (uniform tokens,
 ``q`` uniform), ``repeat_left`` (copy of the committed/drafted token to the left, ``q`` = one-hot,
 filled as the window reaches them) or ``spatial`` (the token above, one-hot ``q``).
@@ -62,7 +65,7 @@ class SJDSampler(Sampler):
 
     def _initial_drafts(self, B: int, N: int, V: int, width: int, device, rng) -> tuple[torch.Tensor, torch.Tensor]:
         """Draft tokens ``(B, N)`` and their proposal distributions ``(B, N, V)`` before any verification."""
-        if self.init == "random":
+        if self.init == "random" and self.window > 1:
             tokens = torch.randint(0, V, (B, N), device=device, generator=rng)
             return tokens, torch.full((B, N, V), 1.0 / V, device=device)
         return torch.zeros(B, N, dtype=torch.long, device=device), torch.zeros(B, N, V, device=device)
@@ -98,11 +101,12 @@ class SJDSampler(Sampler):
         P = model.num_prefix
         stats = SamplerStats(tokens=N)
 
-        tokens_BN, q_BNV = self._initial_drafts(B, N, V, width, device, rng)
-        # token 0 comes from the prefill pass, exactly as in plain AR sampling
+        # token 0 comes from the prefill pass, exactly as in plain AR sampling (and before any draft is drawn)
         first = guided_window_logits(model.prefill(cond_all, cache, mask_all)[:, None], B, self.cfg,
                                      torch.zeros(B, 1, dtype=torch.long), N)
-        tokens_BN[:, 0] = sample_from_probs(self.logits.probs(first)[:, 0], rng)
+        token0_B = sample_from_probs(self.logits.probs(first)[:, 0], rng)
+        tokens_BN, q_BNV = self._initial_drafts(B, N, V, width, device, rng)
+        tokens_BN[:, 0] = token0_B
         stats.forward_passes += 1
         stats.accepted_per_step.append(1.0)
         n_B = torch.ones(B, dtype=torch.long, device=device)  # committed tokens per row
@@ -127,6 +131,11 @@ class SJDSampler(Sampler):
             p_BTV = self.logits.probs(guided_window_logits(logits, B, self.cfg, target_idx, N))
             stats.forward_passes += 1
 
+            if T == 1:  # no speculation left: sample the next token from p, as plain AR does
+                tokens_BN[:, n_B.clamp(max=N - 1)[0]] = sample_from_probs(p_BTV[:, 0], rng)
+                stats.accepted_per_step.append(1.0)
+                n_B = n_B + 1
+                continue
             drafts = tokens_BN.gather(1, target_idx)
             q = q_BNV.gather(1, target_idx[..., None].expand(-1, -1, V))
             verdict = verify(drafts, q, p_BTV, rng, relax=self.relax, valid_BT=valid_BT)

@@ -106,3 +106,12 @@ def test_verify_rule():
     assert all_ok.num_accepted_B.tolist() == [2] and all_ok.next_token_B.tolist() == [-1]  # p/q >= 1 everywhere
     with pytest.raises(ValueError):
         SJDSampler(window=0)
+
+
+def test_window_one_is_plain_ar_token_for_token(tiny_raster):
+    gen = tiny_raster()
+    labels = torch.tensor([0, 1, 2, 3])
+    for cfg, logits in [(CFGSchedule(1.0), LogitsPipeline()), (CFGSchedule(2.0, "linear"), LogitsPipeline(top_k=5))]:
+        ar = ARSampler(cfg=cfg, logits=logits).sample(gen, labels, generator_rng=torch.Generator().manual_seed(9))
+        sjd = SJDSampler(window=1, cfg=cfg, logits=logits).sample(gen, labels, generator_rng=torch.Generator().manual_seed(9))
+        assert torch.equal(sjd.tokens, ar.tokens) and sjd.stats.forward_passes == ar.stats.forward_passes
