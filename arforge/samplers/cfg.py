@@ -60,3 +60,15 @@ class CFGSchedule:
         if scale == 1.0:
             return cond_logits
         return uncond_logits + (cond_logits - uncond_logits) * scale
+
+
+def guided_window_logits(logits_2BTV: torch.Tensor, batch: int, cfg: CFGSchedule, positions_BT: torch.Tensor,
+                         num_tokens: int) -> torch.Tensor:
+    """CFG per token: the scale of the token at grid index ``i`` is ``cfg.scale_at(i / N)``, exactly
+    what :class:`ARSampler` uses when it emits that token."""
+    if not cfg.enabled:
+        return logits_2BTV.float()
+    cond, uncond = logits_2BTV[:batch].float(), logits_2BTV[batch:].float()
+    scales = cfg.scales(positions_BT.to(cond.device).float() / num_tokens)[..., None]
+    # scale 1 returns the conditional logits untouched, exactly as CFGSchedule.combine does
+    return torch.where(scales == 1.0, cond, uncond + (cond - uncond) * scales)

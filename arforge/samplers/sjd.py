@@ -28,23 +28,11 @@ import torch
 
 from arforge.samplers.ar import with_null_condition
 from arforge.samplers.base import Sampler, SamplerStats, SampleResult, register_sampler
-from arforge.samplers.cfg import CFGSchedule
+from arforge.samplers.cfg import CFGSchedule, guided_window_logits
 from arforge.samplers.logits import LogitsPipeline, sample_from_probs
 from arforge.samplers.speculative import Relaxation, verify
 
 DraftInit = Literal["random", "repeat_left", "spatial"]
-
-
-def guided_window_logits(logits_2BTV: torch.Tensor, batch: int, cfg: CFGSchedule, positions_BT: torch.Tensor,
-                         num_tokens: int) -> torch.Tensor:
-    """CFG per token: the scale of the token at grid index ``i`` is ``cfg.scale_at(i / N)``, exactly
-    what :class:`ARSampler` uses when it emits that token."""
-    if not cfg.enabled:
-        return logits_2BTV.float()
-    cond, uncond = logits_2BTV[:batch].float(), logits_2BTV[batch:].float()
-    scales = cfg.scales(positions_BT.to(cond.device).float() / num_tokens)[..., None]
-    # scale 1 returns the conditional logits untouched, exactly as CFGSchedule.combine does
-    return torch.where(scales == 1.0, cond, uncond + (cond - uncond) * scales)
 
 
 @register_sampler("sjd")

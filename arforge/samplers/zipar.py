@@ -24,9 +24,8 @@ import torch
 
 from arforge.samplers.ar import with_null_condition
 from arforge.samplers.base import Sampler, SamplerStats, SampleResult, register_sampler
-from arforge.samplers.cfg import CFGSchedule
+from arforge.samplers.cfg import CFGSchedule, guided_window_logits
 from arforge.samplers.logits import LogitsPipeline
-from arforge.samplers.sjd import guided_window_logits
 
 
 @dataclass(frozen=True)
