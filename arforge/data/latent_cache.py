@@ -19,12 +19,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import torch
-from safetensors.torch import load_file
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from arforge.data.errors import DataError
-from arforge.data.token_cache import read_format_metadata
+from arforge.data.token_cache import CacheDataset, read_format_metadata
 from arforge.pretrained import save_safetensors
 
 log = logging.getLogger(__name__)
@@ -78,27 +77,16 @@ def read_latent_cache_metadata(path: str | Path) -> dict[str, str]:
     return read_format_metadata(path, LATENT_CACHE_FORMAT, "latent cache")
 
 
-class LatentDataset(Dataset):
-    """A latent cache. Items: ``{"latents": float32 (c, h, w), "label": int64 scalar}``.
+class LatentDataset(CacheDataset):
+    """A latent cache. Items: ``{"latents": float32 (c, h, w), "label": int64 scalar}``;
+    ``latent_channels`` and the :class:`CacheDataset` attributes describe the data."""
 
-    Attributes ``latent_channels``, ``grid_shape``, ``tokenizer_dir``, ``num_classes``,
-    ``image_size``, ``channels`` describe the data.
-    """
+    fmt, what, data_key = LATENT_CACHE_FORMAT, "latent cache", "latents"
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.metadata = read_latent_cache_metadata(self.path)
-        tensors = load_file(str(self.path))
-        self.latents, self.labels = tensors["latents"], tensors["labels"].to(torch.int64)
+        super().__init__(path)
+        self.latents = self.data
         self.latent_channels = int(self.metadata["latent_channels"])
-        self.grid_shape = tuple(json.loads(self.metadata["grid_shape"]))
-        self.tokenizer_dir = self.metadata.get("tokenizer_dir")
-        self.num_classes = int(self.metadata.get("num_classes", int(self.labels.max()) + 1))
-        self.image_size = int(self.metadata["image_size"]) if "image_size" in self.metadata else None
-        self.channels = int(self.metadata["channels"]) if "channels" in self.metadata else None
-
-    def __len__(self) -> int:
-        return self.latents.shape[0]
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         return {"latents": self.latents[i], "label": self.labels[i]}

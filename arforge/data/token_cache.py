@@ -156,25 +156,30 @@ def read_cache_metadata(path: str | Path) -> dict[str, str]:
     return read_format_metadata(path, CACHE_FORMAT, "token cache")
 
 
-class TokenDataset(Dataset):
-    """A token cache. Items: ``{"codes": int64 (h, w), "label": int64 scalar}``.
+class CacheDataset(Dataset):
+    """A cache file of per-item tensors ``data_key`` plus ``labels``, with the describing metadata.
 
-    Attributes ``codebook_size``, ``grid_shape``, ``tokenizer_dir``, ``num_classes``, ``image_size``
-    and ``channels`` (the last two from the source images, ``None`` if unknown) describe the data.
+    Checks that both tensors exist and have one entry per item; sets ``grid_shape``,
+    ``tokenizer_dir``, ``num_classes``, ``image_size`` and ``channels`` (the last two from the
+    source images, ``None`` if unknown). Subclasses name the format and the item key.
     """
+
+    fmt: str
+    what: str
+    data_key: str
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.metadata = read_cache_metadata(self.path)
+        self.metadata = read_format_metadata(self.path, self.fmt, self.what)
         tensors = load_file(str(self.path))
-        missing = {"codes", "labels"} - set(tensors)
+        missing = {self.data_key, "labels"} - set(tensors)
         if missing:
-            raise DataError(f"token cache {self.path} lacks tensor(s) {sorted(missing)}; rebuild it")
-        self.codes = tensors["codes"]
+            raise DataError(f"{self.what} {self.path} lacks tensor(s) {sorted(missing)}; rebuild it")
+        self.data = tensors[self.data_key]
         self.labels = tensors["labels"].to(torch.int64)
-        if self.codes.shape[0] != self.labels.shape[0]:
-            raise DataError(f"token cache {self.path}: {self.codes.shape[0]} code maps but {self.labels.shape[0]} labels; rebuild it")
-        self.codebook_size = int(self.metadata["codebook_size"])
+        if self.data.shape[0] != self.labels.shape[0]:
+            raise DataError(f"{self.what} {self.path}: {self.data.shape[0]} {self.data_key} entries but "
+                            f"{self.labels.shape[0]} labels; rebuild it")
         self.grid_shape = tuple(json.loads(self.metadata["grid_shape"]))
         self.tokenizer_dir = self.metadata.get("tokenizer_dir")
         self.num_classes = int(self.metadata.get("num_classes", int(self.labels.max()) + 1))
@@ -182,7 +187,19 @@ class TokenDataset(Dataset):
         self.channels = int(self.metadata["channels"]) if "channels" in self.metadata else None
 
     def __len__(self) -> int:
-        return self.codes.shape[0]
+        return self.data.shape[0]
+
+
+class TokenDataset(CacheDataset):
+    """A token cache. Items: ``{"codes": int64 (h, w), "label": int64 scalar}``; ``codebook_size``
+    and the :class:`CacheDataset` attributes describe the data."""
+
+    fmt, what, data_key = CACHE_FORMAT, "token cache", "codes"
+
+    def __init__(self, path: str | Path):
+        super().__init__(path)
+        self.codes = self.data
+        self.codebook_size = int(self.metadata["codebook_size"])
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         return {"codes": self.codes[i].to(torch.int64), "label": self.labels[i]}

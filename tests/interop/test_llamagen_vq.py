@@ -2,13 +2,11 @@
 plus the checkpoint file formats and error messages of the loader."""
 
 import argparse
-import json
 import logging
 
 import pytest
 import torch
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from arforge.config import ConfigError
 from arforge.interop import load_vq, read_state_dict
@@ -21,14 +19,9 @@ TOL = dict(atol=1e-4, rtol=1e-4)
 
 
 @pytest.fixture(scope="module")
-def fixture(interop_dir):
-    path = interop_dir / NAME
-    with safe_open(str(path), "pt") as f:
-        meta = json.loads(f.metadata()["config"])
-    tensors = load_file(str(path))
-    weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-    io = {k[len("io."):]: v for k, v in tensors.items() if k.startswith("io.")}
-    return path, meta, weights, io
+def fixture(interop_dir, interop_fixture):
+    meta, weights, io = interop_fixture(NAME)
+    return interop_dir / NAME, meta, weights, io
 
 
 def _check_outputs(model: VQTokenizer, io: dict) -> None:

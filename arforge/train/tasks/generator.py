@@ -26,6 +26,16 @@ from arforge.pretrained import MODEL_CLASSES
 from arforge.train.task import TASKS, TrainTask
 
 
+def fill_from_data(model_cfg: dict[str, Any], derived: Mapping[str, Any]) -> None:
+    """Set each ``derived`` (data-determined) model field in ``model_cfg``; a given value that
+    disagrees with the data raises :class:`ConfigError` naming ``task.model.<field>``."""
+    for name, value in derived.items():
+        given = model_cfg.get(name)
+        if given is not None and (list(given) if isinstance(value, list) else given) != value:
+            raise ConfigError(f"task.model.{name}={given} disagrees with the data ({value}); remove it from the config")
+        model_cfg[name] = value
+
+
 @dataclass
 class GeneratorTaskConfig:
     family: str = "raster"
@@ -61,11 +71,7 @@ class GeneratorTrainTask(TrainTask):
             "grid_size": [int(s) for s in data_info["grid_shape"]],
             "num_classes": int(data_info.get("num_classes", 1)),
         }
-        for name, value in derived.items():
-            given = model_cfg.get(name)
-            if given is not None and (list(given) if isinstance(value, list) else given) != value:
-                raise ConfigError(f"task.model.{name}={model_cfg[name]} disagrees with the data ({value}); remove it from the config")
-            model_cfg[name] = value
+        fill_from_data(model_cfg, derived)
         model_cls = MODEL_CLASSES.get(key)
         generator = model_cls.from_config_dict(model_cfg, source=source)
         return cls(generator, data_info.get("tokenizer_dir"))

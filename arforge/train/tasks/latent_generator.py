@@ -26,6 +26,7 @@ import torch
 from arforge.config import ConfigError, from_dict
 from arforge.pretrained import MODEL_CLASSES
 from arforge.train.task import TASKS, TrainTask
+from arforge.train.tasks.generator import fill_from_data
 
 
 @dataclass
@@ -61,11 +62,7 @@ class LatentGeneratorTrainTask(TrainTask):
             raise ConfigError(f"task.model.patch_size={patch} does not divide the latent grid {h}x{w}")
         derived = {"latent_channels": int(data_info["latent_channels"]), "grid_size": [h // patch, w // patch],
                    "num_classes": int(data_info.get("num_classes", 1))}
-        for name, value in derived.items():
-            given = model_cfg.get(name)
-            if given is not None and (list(given) if isinstance(value, list) else given) != value:
-                raise ConfigError(f"task.model.{name}={given} disagrees with the data ({value}); remove it from the config")
-            model_cfg[name] = value
+        fill_from_data(model_cfg, derived)
         generator = MODEL_CLASSES.get(key).from_config_dict(model_cfg, source=source)
         return cls(generator, data_info.get("tokenizer_dir"))
 
