@@ -72,7 +72,7 @@ def build_token_cache(
     """Encode every item of ``dataset`` (``{"image": (C,H,W) in [-1,1], "label"}``) into ``out_path``.
 
     ``tokenizer.encode(images_BCHW)`` must return int codes ``(B, h, w)`` with ``(h, w) ==
-    tokenizer.grid_shape`` and values in ``[0, tokenizer.codebook_size)``. Items are encoded in
+    tokenizer.grid_shape`` (a sequence tokenizer may return ``(B, L)`` with ``grid_shape == (1, L)``) and values in ``[0, tokenizer.codebook_size)``. Items are encoded in
     dataset order on ``device`` (default: where the tokenizer's parameters are, else CPU).
     ``metadata`` adds string-valued facts (e.g. ``dataset``, ``split``, ``tokenizer_dir``).
     Returns ``out_path``; the file appears only once complete.
@@ -103,9 +103,11 @@ def build_token_cache(
             if not isinstance(codes, torch.Tensor):
                 raise DataError(
                     f"tokenizer.encode returned {type(codes).__name__}, not one code tensor (B, h, w): "
-                    "multi-scale or continuous tokenizers cannot be cached as a single token grid"
+                    "continuous tokenizers cannot be cached as a token grid"
                 )
             batch_size_now = images_BCHW.shape[0]
+            if codes.ndim == 2 and grid_shape[0] == 1:  # sequence tokenizers (multi-scale VQ): (B, L), grid (1, L)
+                codes = codes[:, None]
             if tuple(codes.shape) != (batch_size_now, *grid_shape) or codes.is_floating_point():
                 raise DataError(
                     f"tokenizer.encode returned {tuple(codes.shape)} {codes.dtype}; expected integer codes "

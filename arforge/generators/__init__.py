@@ -1,12 +1,14 @@
 """Generators: the shared decoder backbone, generation orders, heads, conditioning and model families.
 
 Families are registered model classes (``arforge.pretrained.MODEL_CLASSES``, kind ``generator``):
-``raster`` (:class:`RasterGenerator`).
+``raster`` (:class:`RasterGenerator`), ``var`` (:class:`VARGenerator`), ``mar``.
 """
 
 from arforge.generators.backbone import Backbone, BackboneConfig
 from arforge.generators.kv_cache import KVCache
 from arforge.generators.orders import ORDERS, Order, Raster
 from arforge.generators.raster import RasterConfig, RasterGenerator
+from arforge.generators.var import VARConfig, VARGenerator, var_backbone
 
-__all__ = ["Backbone", "BackboneConfig", "KVCache", "ORDERS", "Order", "Raster", "RasterConfig", "RasterGenerator"]
+__all__ = ["Backbone", "BackboneConfig", "KVCache", "ORDERS", "Order", "Raster", "RasterConfig", "RasterGenerator", "VARConfig",
+           "VARGenerator", "var_backbone"]

@@ -10,11 +10,13 @@ LlamaGen checkpoints load without renaming.
 Block options cover the other reference families with the same module names: ``norm_type="layer"``
 (LayerNorm with bias), ``mlp_type="gelu"`` (``w2(gelu(w1 x))``, hidden ``mlp_ratio * dim``) and
 biases on the projections give a timm ViT block (MAR); ``rope=None`` in the forward pass means no
-rotary positions (models with learned absolute positions).
+rotary positions (models with learned absolute positions). ``norm_type="layer_noaffine"``,
+``mlp_type="gelu_tanh"``, ``qk_l2_norm`` and ``adaln`` give VAR's adaLN block.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -48,18 +50,22 @@ class BackboneConfig:
     resid_dropout_p: float = 0.0
     ffn_dropout_p: float = 0.0
     drop_path_rate: float = 0.0
-    norm_type: Literal["rms", "layer"] = "rms"
-    mlp_type: Literal["swiglu", "gelu"] = "swiglu"
+    norm_type: Literal["rms", "layer", "layer_noaffine"] = "rms"
+    mlp_type: Literal["swiglu", "gelu", "gelu_tanh"] = "swiglu"
     mlp_ratio: float = 4.0
     qkv_bias: bool = False
     proj_bias: bool = False
     mlp_bias: bool = False
+    qk_l2_norm: bool = False
+    adaln: Literal["none", "block", "shared"] = "none"
 
     def __post_init__(self) -> None:
-        if self.norm_type not in ("rms", "layer"):
-            raise ValueError(f"norm_type must be 'rms' or 'layer', got {self.norm_type!r}")
-        if self.mlp_type not in ("swiglu", "gelu"):
-            raise ValueError(f"mlp_type must be 'swiglu' or 'gelu', got {self.mlp_type!r}")
+        if self.norm_type not in ("rms", "layer", "layer_noaffine"):
+            raise ValueError(f"norm_type must be 'rms', 'layer' or 'layer_noaffine', got {self.norm_type!r}")
+        if self.mlp_type not in ("swiglu", "gelu", "gelu_tanh"):
+            raise ValueError(f"mlp_type must be 'swiglu', 'gelu' or 'gelu_tanh', got {self.mlp_type!r}")
+        if self.adaln not in ("none", "block", "shared"):
+            raise ValueError(f"adaln must be 'none', 'block' or 'shared', got {self.adaln!r}")
         if self.dim % self.n_head:
             raise ValueError(f"dim={self.dim} must be divisible by n_head={self.n_head}")
         kv = self.n_kv_head or self.n_head
@@ -76,7 +82,7 @@ class BackboneConfig:
 
     @property
     def ffn_hidden(self) -> int:
-        if self.mlp_type == "gelu":
+        if self.mlp_type in ("gelu", "gelu_tanh"):
             return int(self.dim * self.mlp_ratio)
         hidden = int(2 * 4 * self.dim / 3)
         if self.ffn_dim_multiplier is not None:
@@ -99,8 +105,11 @@ class RMSNorm(nn.Module):
 
 
 def make_norm(cfg: BackboneConfig) -> nn.Module:
-    """The block norm ``cfg`` asks for: :class:`RMSNorm` or ``nn.LayerNorm`` (with bias)."""
-    return RMSNorm(cfg.dim, eps=cfg.norm_eps) if cfg.norm_type == "rms" else nn.LayerNorm(cfg.dim, eps=cfg.norm_eps)
+    """The block norm ``cfg`` asks for: :class:`RMSNorm`, ``nn.LayerNorm`` with affine weights or
+    without any (VAR's ``ln_wo_grad``)."""
+    if cfg.norm_type == "rms":
+        return RMSNorm(cfg.dim, eps=cfg.norm_eps)
+    return nn.LayerNorm(cfg.dim, eps=cfg.norm_eps, elementwise_affine=cfg.norm_type == "layer")
 
 
 class DropPath(nn.Module):
@@ -117,8 +126,17 @@ class DropPath(nn.Module):
         return x * keep.to(x.dtype) / (1.0 - self.p)
 
 
+#: VAR clamps the learned per-head log-scale of l2-normalised attention at log(100)
+QK_L2_MAX_LOG_SCALE = math.log(100.0)
+
+
 class Attention(nn.Module):
-    """Multi-head (optionally grouped-query) attention with rotary q/k and an explicit mask."""
+    """Multi-head (optionally grouped-query) attention with rotary q/k and an explicit mask.
+
+    ``qk_l2_norm`` (VAR): q and k are l2-normalised per head, q is multiplied by
+    ``exp(min(scale_mul_1H11, log 100))`` (a learned per-head log-scale, initialised to log 4) and
+    the softmax scale is 1 instead of ``1/sqrt(head_dim)``.
+    """
 
     def __init__(self, cfg: BackboneConfig):
         super().__init__()
@@ -127,6 +145,9 @@ class Attention(nn.Module):
         self.wo = nn.Linear(cfg.dim, cfg.dim, bias=cfg.proj_bias)
         self.attn_dropout_p = cfg.attn_dropout_p
         self.resid_dropout = nn.Dropout(cfg.resid_dropout_p)
+        self.qk_l2_norm = cfg.qk_l2_norm
+        if cfg.qk_l2_norm:
+            self.scale_mul_1H11 = nn.Parameter(torch.full((1, cfg.n_head, 1, 1), math.log(4.0)))
 
     def forward(
         self,
@@ -144,6 +165,9 @@ class Attention(nn.Module):
         q, k, v = self.wqkv(x_BTC).split([C, kv_dim, kv_dim], dim=-1)
         q_BTHD = q.view(B, T, self.n_head, self.head_dim)
         k_BTHD = k.view(B, T, self.n_kv_head, self.head_dim)
+        if self.qk_l2_norm:
+            q_BTHD = F.normalize(q_BTHD, dim=-1) * self.scale_mul_1H11.clamp_max(QK_L2_MAX_LOG_SCALE).exp().transpose(1, 2)
+            k_BTHD = F.normalize(k_BTHD, dim=-1)
         if rope_TP2 is not None:
             q_BTHD, k_BTHD = apply_rope(q_BTHD, rope_TP2), apply_rope(k_BTHD, rope_TP2)
         v_BTHD = v.view(B, T, self.n_kv_head, self.head_dim)
@@ -164,16 +188,19 @@ class Attention(nn.Module):
             attn_mask=mask_B1TS,
             is_causal=mask_B1TS is None,
             dropout_p=self.attn_dropout_p if self.training else 0.0,
+            scale=1.0 if self.qk_l2_norm else None,
         )
         return self.resid_dropout(self.wo(out_BHTD.transpose(1, 2).reshape(B, T, C)))
 
 
 class FeedForward(nn.Module):
-    """SwiGLU MLP ``w2(silu(w1 x) * w3 x)``, or with ``mlp_type="gelu"`` ``w2(gelu(w1 x))`` (exact erf GELU)."""
+    """SwiGLU MLP ``w2(silu(w1 x) * w3 x)``, or ``w2(gelu(w1 x))`` with the exact erf GELU
+    (``mlp_type="gelu"``, timm ViT) or its tanh approximation (``"gelu_tanh"``, VAR)."""
 
     def __init__(self, cfg: BackboneConfig):
         super().__init__()
         self.gated = cfg.mlp_type == "swiglu"
+        self.gelu_approximate = "tanh" if cfg.mlp_type == "gelu_tanh" else "none"
         self.w1 = nn.Linear(cfg.dim, cfg.ffn_hidden, bias=cfg.mlp_bias)
         if self.gated:
             self.w3 = nn.Linear(cfg.dim, cfg.ffn_hidden, bias=cfg.mlp_bias)
@@ -183,11 +210,19 @@ class FeedForward(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.gated:
             return self.ffn_dropout(self.w2(F.silu(self.w1(x)) * self.w3(x)))
-        return self.ffn_dropout(self.w2(F.gelu(self.w1(x))))
+        return self.ffn_dropout(self.w2(F.gelu(self.w1(x), approximate=self.gelu_approximate)))
 
 
 class TransformerBlock(nn.Module):
-    """Pre-norm residual block: ``x + attn(norm(x))`` then ``h + mlp(norm(h))``."""
+    """Pre-norm residual block: ``x + attn(norm(x))`` then ``h + mlp(norm(h))``.
+
+    With adaLN (VAR) a condition vector ``cond_BD`` modulates both branches:
+    ``x + gamma1 * attn(norm(x) * (1 + scale1) + shift1)`` and the same for the MLP, the six
+    ``(B, 1, C)`` vectors in VAR's order ``gamma1, gamma2, scale1, scale2, shift1, shift2``. They
+    come from ``ada_lin`` (SiLU -> Linear(C, 6C)) per block (``adaln="block"``), or, with
+    ``adaln="shared"``, ``cond_BD`` is already the shared projection ``(B, 1, 6, C)`` and the block
+    adds its learned ``ada_gss``.
+    """
 
     def __init__(self, cfg: BackboneConfig, drop_path: float = 0.0):
         super().__init__()
@@ -196,10 +231,27 @@ class TransformerBlock(nn.Module):
         self.attention_norm = make_norm(cfg)
         self.ffn_norm = make_norm(cfg)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.adaln = cfg.adaln
+        if cfg.adaln == "block":
+            self.ada_lin = nn.Sequential(nn.SiLU(), nn.Linear(cfg.dim, 6 * cfg.dim))
+        elif cfg.adaln == "shared":
+            self.ada_gss = nn.Parameter(torch.randn(1, 1, 6, cfg.dim) / cfg.dim ** 0.5)
 
-    def forward(self, x, rope, mask, cache=None, layer=0, pos_BT=None):
-        h = x + self.drop_path(self.attention(self.attention_norm(x), rope, mask, cache, layer, pos_BT))
-        return h + self.drop_path(self.feed_forward(self.ffn_norm(h)))
+    def forward(self, x, rope, mask, cache=None, layer=0, pos_BT=None, cond_BD=None):
+        if self.adaln == "none":
+            h = x + self.drop_path(self.attention(self.attention_norm(x), rope, mask, cache, layer, pos_BT))
+            return h + self.drop_path(self.feed_forward(self.ffn_norm(h)))
+        if cond_BD is None:
+            raise ValueError("an adaLN block needs the condition vector cond_BD")
+        if self.adaln == "block":
+            mod_B16C = self.ada_lin(cond_BD).view(-1, 1, 6, x.shape[-1])
+        else:
+            mod_B16C = cond_BD + self.ada_gss
+        gamma1, gamma2, scale1, scale2, shift1, shift2 = mod_B16C.unbind(2)
+        attn_in = self.attention_norm(x) * (scale1 + 1) + shift1
+        h = x + self.drop_path(self.attention(attn_in, rope, mask, cache, layer, pos_BT) * gamma1)
+        ffn_in = self.ffn_norm(h) * (scale2 + 1) + shift2
+        return h + self.drop_path(self.feed_forward(ffn_in) * gamma2)
 
 
 class Backbone(nn.Module):
@@ -223,15 +275,17 @@ class Backbone(nn.Module):
         mask_B1TS: torch.Tensor | None = None,
         cache: KVCache | None = None,
         pos_BT: torch.Tensor | None = None,
+        cond_BD: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """All blocks then the final norm. With ``cache``, new K/V are written at ``pos_BT`` first."""
+        """All blocks then the final norm. With ``cache``, new K/V are written at ``pos_BT`` first.
+        ``cond_BD``: the adaLN condition (blocks with ``adaln != "none"``)."""
         for i, layer in enumerate(self.layers):
-            h_BTC = layer(h_BTC, rope_TP2, mask_B1TS, cache, i, pos_BT)
+            h_BTC = layer(h_BTC, rope_TP2, mask_B1TS, cache, i, pos_BT, cond_BD)
         return self.norm(h_BTC)
 
     def new_cache(self, batch_size: int, max_len: int, dtype: torch.dtype | None = None, device=None) -> KVCache:
         """An empty :class:`KVCache` sized for this backbone."""
-        ref = self.norm.weight
+        ref = next(self.layers.parameters())
         cfg = self.backbone_config
         return KVCache(
             cfg.n_layer, batch_size, max_len, cfg.kv_heads, cfg.head_dim,

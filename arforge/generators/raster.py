@@ -168,11 +168,14 @@ class RasterGenerator(Backbone, PretrainedMixin):
             cache.valid_BL[:, :P] &= cond_mask_BP.bool()
         return self.output(h_BPC[:, -1]).float()
 
-    def decode(self, tokens_BT: torch.Tensor, idx_BT: torch.Tensor, cache: KVCache, causal: bool = True) -> torch.Tensor:
+    def decode(self, tokens_BT: torch.Tensor, idx_BT: torch.Tensor, cache: KVCache, causal: bool = True,
+               visible_BTS: torch.Tensor | None = None) -> torch.Tensor:
         """Feed image tokens ``tokens_BT`` at grid indices ``idx_BT`` (raster index, int64 ``(B, T)``).
 
         Their K/V are written to slots ``P + idx`` and each query attends every valid slot at or
         before its own (``causal``) — slots not generated yet are masked, never read as zeros.
+        ``visible_BTS`` (bool, ``(B, T, cache.max_len)``) further restricts what each query may see
+        (e.g. other rows' unverified drafts fed in the same pass); it is ANDed with that rule.
         Returns float32 logits ``(B, T, V)``; in raster order, ``logits[:, t]`` predicts grid index
         ``idx_BT[:, t] + 1``.
         """
@@ -181,6 +184,10 @@ class RasterGenerator(Backbone, PretrainedMixin):
         pos_BT = idx_BT + self.num_prefix
         cache.mark_valid(pos_BT)
         mask = cache.attention_mask(pos_BT, causal=causal)
+        if visible_BTS is not None:
+            if visible_BTS.shape != (*pos_BT.shape, cache.max_len):
+                raise ValueError(f"visible_BTS must have shape {(*pos_BT.shape, cache.max_len)}, got {tuple(visible_BTS.shape)}")
+            mask = mask & visible_BTS[:, None]
         x_BTC = self.tok_dropout(self.tok_embeddings(tokens_BT))
         h_BTC = self.run_layers(x_BTC, self.rope_slots[pos_BT], mask, cache, pos_BT)
         return self.output(h_BTC).float()

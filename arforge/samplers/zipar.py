@@ -9,10 +9,12 @@ read as zero keys (the LlamaGen ZipAR code attends to those empty slots).
 
 The first token of row ``r + 1`` is predicted, as in raster order, by the query at the last slot of
 row ``r``. If row ``r`` is complete, that slot holds its real last token (plain AR). If not, a proxy
-(a copy of row ``r``'s newest token) is fed there and its slot is invalidated right after the pass,
-so no later query attends to it; when row ``r`` finishes, its real last token is fed (logits
-unused) to fill the slot. With ``s = W`` the schedule is exactly raster order and the samples equal
-:class:`ARSampler`'s bit for bit under the same generator state.
+(a copy of row ``r``'s newest token) is fed there; no other query of that pass attends to it and
+its slot is invalidated right after the pass, so no later query does either. When row ``r``
+finishes, its real last token is fed (logits unused) to fill the slot. With ``s = W`` the schedule
+is exactly raster order and the samples equal :class:`ARSampler`'s bit for bit under the same
+generator state. :class:`~arforge.samplers.zipar_sjd.ZipARSJDSampler` drafts several tokens per
+row and verifies them SJD-style.
 """
 
 from __future__ import annotations
@@ -84,6 +86,19 @@ def zipar_schedule(rows: int, width: int, window: int) -> list[ZipARStep]:
     return steps
 
 
+def proxy_visibility(step: ZipARStep, num_prefix: int, slots: int, batch: int, device) -> torch.Tensor | None:
+    """Visibility ``(batch, T, slots)`` that hides this pass's proxies from every query but their
+    own: a proxy is a stand-in, so tokens of other rows fed in the same pass never attend to it."""
+    if not step.proxies:
+        return None
+    visible = torch.ones(len(step.feed_idx), slots, dtype=torch.bool, device=device)
+    for proxy in step.proxies:
+        own = step.feed_idx.index(proxy)
+        visible[:, num_prefix + proxy] = False
+        visible[own, num_prefix + proxy] = True
+    return visible[None].expand(batch, -1, -1)
+
+
 @register_sampler("zipar")
 class ZipARSampler(Sampler):
     """Args: ``window`` (``s``; default 8, clipped to the row width), ``cfg``, ``logits``."""
@@ -118,7 +133,8 @@ class ZipARSampler(Sampler):
                 fed = tokens_BN[:, torch.tensor(step.feed_src, device=device)]
                 if self.cfg.enabled:
                     fed = torch.cat([fed, fed])
-                logits = model.decode(fed, feed[None].expand(BB, -1), cache)
+                visible = proxy_visibility(step, model.num_prefix, cache.max_len, BB, device)
+                logits = model.decode(fed, feed[None].expand(BB, -1), cache, visible_BTS=visible)
                 logits = logits[:, torch.tensor(step.emit_from, device=device)]
                 if step.proxies:
                     cache.invalidate(torch.tensor(step.proxies, device=device)[None].expand(BB, -1) + model.num_prefix)

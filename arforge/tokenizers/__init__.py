@@ -1,12 +1,14 @@
 """Images <-> tokens: the LlamaGen-compatible VQ tokenizer, its quantizer, discriminator and losses;
-the continuous KL tokenizer (``diffusers.AutoencoderKL``).
+the continuous KL tokenizer (``diffusers.AutoencoderKL``); VAR's multi-scale residual VQ tokenizer.
 
-Importing this package registers ``tokenizer/vq`` and ``tokenizer/kl`` for
+Importing this package registers ``tokenizer/vq``, ``tokenizer/kl`` and ``tokenizer/msvq`` for
 :func:`arforge.pretrained.load_pretrained`.
 """
 
 from arforge.tokenizers.kl import KLConfig, KLOutput, KLTokenizer
 from arforge.tokenizers.discriminator import DiscriminatorConfig, PatchGANDiscriminator
+from arforge.tokenizers.multiscale import MultiScaleVQConfig, MultiScaleVQTokenizer
+from arforge.tokenizers.multiscale_quantizer import MultiScaleQuantizer
 from arforge.tokenizers.quantizer import QuantizerOutput, VectorQuantizer, usage_stats
 from arforge.tokenizers.vq import VQConfig, VQOutput, VQTokenizer
 
@@ -15,6 +17,9 @@ __all__ = [
     "KLConfig",
     "KLOutput",
     "KLTokenizer",
+    "MultiScaleQuantizer",
+    "MultiScaleVQConfig",
+    "MultiScaleVQTokenizer",
     "PatchGANDiscriminator",
     "QuantizerOutput",
     "VQConfig",

@@ -65,6 +65,16 @@ class KLConfig:
         return 2 ** (len(self.block_out_channels) - 1)
 
 
+def diffusers_block_types(levels: int, encoder_attn_levels, decoder_attn_levels) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``diffusers`` encoder/decoder block type names for ``levels`` resolution levels (level 0 =
+    full resolution), with self-attention at the given levels."""
+    down = tuple("AttnDownEncoderBlock2D" if lv in encoder_attn_levels else "DownEncoderBlock2D" for lv in range(levels))
+    # diffusers lists decoder blocks from the lowest resolution up: block i is level L-1-i
+    up = tuple("AttnUpDecoderBlock2D" if (levels - 1 - i) in decoder_attn_levels else "UpDecoderBlock2D"
+               for i in range(levels))
+    return down, up
+
+
 @dataclass
 class KLOutput:
     """Result of :meth:`KLTokenizer.forward`: reconstructions ``(B, C, H, W)`` (unclamped), the
@@ -90,11 +100,8 @@ class KLTokenizer(nn.Module, PretrainedMixin):
         from diffusers import AutoencoderKL
 
         self.config = config
-        levels = range(len(config.block_out_channels))
-        down = tuple("AttnDownEncoderBlock2D" if lv in config.encoder_attn_levels else "DownEncoderBlock2D" for lv in levels)
-        # diffusers lists decoder blocks from the lowest resolution up: block i is level L-1-i
-        up = tuple("AttnUpDecoderBlock2D" if (len(down) - 1 - i) in config.decoder_attn_levels else "UpDecoderBlock2D"
-                   for i in levels)
+        down, up = diffusers_block_types(len(config.block_out_channels), config.encoder_attn_levels,
+                                         config.decoder_attn_levels)
         self.vae = AutoencoderKL(
             in_channels=config.in_channels, out_channels=config.in_channels, down_block_types=down, up_block_types=up,
             block_out_channels=tuple(config.block_out_channels), layers_per_block=config.layers_per_block,

@@ -72,7 +72,7 @@ def test_every_key_is_mapped_and_errors_name_the_keys(fixture, tmp_path):
     with pytest.raises(CheckpointError, match="up_blocks.1.resnets.1.conv2.bias"):
         load_kl(tmp_path / "missing.safetensors")
     save_file({"foo.weight": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
-    with pytest.raises(CheckpointError, match="not an LDM AutoencoderKL"):
+    with pytest.raises(CheckpointError, match="not an LDM autoencoder"):
         load_kl(tmp_path / "other.safetensors")
 
 

@@ -1,31 +1,12 @@
 """SJD: exact against the model's joint distribution (with CFG and top-k), greedy == AR, per-row
 acceptance in a batch, rollback by truncation only, fewer forward passes on a predictable model."""
 
-import itertools
-
 import pytest
 import torch
-from scipy.stats import chisquare
 
 from arforge.samplers import ARSampler, CFGSchedule, LogitsPipeline, build_sampler
 from arforge.samplers.sjd import SJDSampler
 from arforge.samplers.speculative import verify
-
-
-def exact_joint(gen, label, cfg: CFGSchedule, logits: LogitsPipeline, vocab: int, n: int) -> dict:
-    """P(sequence) under plain AR sampling with guidance and processors, by enumeration."""
-    joint = {}
-    with torch.no_grad():
-        for seq in itertools.product(range(vocab), repeat=n):
-            x = torch.tensor([seq])
-            cond = gen(x, label)
-            if cfg.enabled:
-                unc = gen(x, gen.null_condition(label))
-                scale = cfg.scales(torch.arange(n) / n)[:, None]
-                cond = unc + (cond - unc) * scale
-            probs = logits.probs(cond)[0]
-            joint[seq] = float(torch.prod(probs[torch.arange(n), torch.tensor(seq)]))
-    return joint
 
 
 @pytest.mark.parametrize("init, cfg, logits", [
@@ -33,28 +14,15 @@ def exact_joint(gen, label, cfg: CFGSchedule, logits: LogitsPipeline, vocab: int
     ("repeat_left", CFGSchedule(2.5, "linear"), LogitsPipeline(top_k=3)),
     ("spatial", CFGSchedule(1.5), LogitsPipeline(temperature=1.5, top_p=0.95)),
 ])
-def test_sjd_matches_the_exact_joint_distribution(init, cfg, logits, tiny_raster):
+def test_sjd_matches_the_exact_joint_distribution(init, cfg, logits, tiny_raster, joint_oracle):
+    exact_joint, assert_samples_follow = joint_oracle
     vocab, grid = 4, (2, 2)
     gen = tiny_raster(vocab=vocab, grid=grid, std=1.0, seed=1)
     label = torch.tensor([2])
-    joint = exact_joint(gen, label, cfg, logits, vocab, 4)
     n = 6000
     sampler = SJDSampler(window=3, init=init, cfg=cfg, logits=logits)
     out = sampler.sample(gen, label.repeat(n), generator_rng=torch.Generator().manual_seed(0))
-    toks = out.tokens.view(n, 4)
-    keys = [k for k, v in joint.items() if v > 0]
-    counts = {k: 0 for k in joint}
-    for row in toks.tolist():
-        counts[tuple(row)] += 1
-    assert sum(counts[k] for k in joint if joint[k] == 0) == 0  # nothing outside the support (top-k / top-p)
-    total = sum(joint[k] for k in keys)
-    expected = [joint[k] / total * n for k in keys]
-    big = [i for i, e in enumerate(expected) if e >= 5]  # chi-square needs expected counts >= 5
-    obs = [counts[keys[i]] for i in big]
-    exp = [expected[i] for i in big]
-    exp = [e * sum(obs) / sum(exp) for e in exp]
-    assert len(obs) >= 5, "the oracle needs a spread-out distribution"
-    assert chisquare(obs, exp).pvalue > 0.001
+    assert_samples_follow(out.tokens.view(n, 4), exact_joint(gen, label, cfg, logits, vocab, 4))
     assert out.stats.forward_passes <= 4  # prefill + at most 3 windows for 4 tokens
 
 

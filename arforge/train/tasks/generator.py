@@ -76,9 +76,13 @@ class GeneratorTrainTask(TrainTask):
         generator = model_cls.from_config_dict(model_cfg, source=source)
         return cls(generator, data_info.get("tokenizer_dir"))
 
-    def training_loss(self, batch: Mapping[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def _logits(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher-forced logits ``(B, N, V)`` and the target tokens ``(B, N)`` of a batch."""
         tokens_BN = batch["codes"].flatten(1).long()
-        logits_BNV = self.generator(tokens_BN, batch["label"].long())
+        return self.generator(tokens_BN, batch["label"].long()), tokens_BN
+
+    def training_loss(self, batch: Mapping[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        logits_BNV, tokens_BN = self._logits(batch)
         loss = F.cross_entropy(logits_BNV.flatten(0, 1), tokens_BN.flatten())
         acc = (logits_BNV.argmax(-1) == tokens_BN).float().mean()
         return loss, {"loss": loss.item(), "token_acc": acc.item()}
@@ -87,8 +91,7 @@ class GeneratorTrainTask(TrainTask):
     def evaluate(self, batches) -> dict[str, float]:
         total, count, correct = 0.0, 0, 0.0
         for batch in batches:
-            tokens_BN = batch["codes"].flatten(1).long()
-            logits_BNV = self.generator(tokens_BN, batch["label"].long())
+            logits_BNV, tokens_BN = self._logits(batch)
             total += F.cross_entropy(logits_BNV.flatten(0, 1), tokens_BN.flatten(), reduction="sum").item()
             correct += (logits_BNV.argmax(-1) == tokens_BN).float().sum().item()
             count += tokens_BN.numel()

@@ -1,0 +1,111 @@
+"""Training task for the multi-scale residual VQ tokenizer (VAR's VQVAE, whose training code VAR
+never released): pixel reconstruction + VAR's multi-scale VQ loss.
+
+YAML ``task:`` section::
+
+    task:
+      name: msvq_tokenizer
+      tokenizer: {patch_nums: [1, 2, 3, 4, 6, 8], codebook_size: 512, latent_channels: 16,
+                  block_out_channels: [32, 64, 64], ...}
+      rec_loss: l2          # l1 | l2 pixel loss
+      rec_weight: 1.0
+      vq_weight: 1.0        # multiplies mean_k [beta |sg(f_hat_k) - f|^2 + |f_hat_k - sg(f)|^2]
+
+``tokenizer.in_channels`` comes from the data; the image size must equal ``patch_nums[-1]`` times
+the downsample factor. Codebook usage (over all scales, since the last log) is logged as ``usage``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Literal, Mapping
+
+import torch
+from torch import nn
+
+from arforge.config import ConfigError, from_dict
+from arforge.tokenizers.losses import mse_01, psnr, psnr_from_mse, reconstruction_loss
+from arforge.tokenizers.multiscale import MultiScaleVQConfig, MultiScaleVQTokenizer
+from arforge.train.task import TASKS, TrainTask
+
+
+@dataclass
+class MultiScaleVQTaskConfig:
+    """``tokenizer``: :class:`MultiScaleVQConfig` fields; ``rec_loss``/``rec_weight``: pixel loss;
+    ``vq_weight``: weight of the quantizer's loss; ``usage_every``: steps per codebook-usage window."""
+
+    tokenizer: MultiScaleVQConfig = field(default_factory=MultiScaleVQConfig)
+    rec_loss: Literal["l1", "l2"] = "l2"
+    rec_weight: float = 1.0
+    vq_weight: float = 1.0
+    usage_every: int = 100
+
+    def __post_init__(self) -> None:
+        if self.rec_weight < 0 or self.vq_weight < 0 or self.usage_every < 1:
+            raise ConfigError("task.rec_weight and task.vq_weight must be >= 0, task.usage_every >= 1")
+
+
+@TASKS.register("msvq_tokenizer")
+class MultiScaleVQTrainTask(TrainTask):
+    """Trains a :class:`MultiScaleVQTokenizer` on ``{"image": (B, C, H, W) in [-1, 1]}`` batches."""
+
+    def __init__(self, config: MultiScaleVQTaskConfig):
+        super().__init__()
+        self.config = config
+        self.tokenizer = MultiScaleVQTokenizer(config.tokenizer)
+        self._usage = (0.0, 0.0)
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any], data_info: Mapping[str, Any], source: str | None = None) -> "MultiScaleVQTrainTask":
+        cfg = dict(cfg)
+        tok = dict(cfg.get("tokenizer") or {})
+        channels = data_info.get("channels")
+        if channels is not None:
+            if tok.get("in_channels") not in (None, channels):
+                raise ConfigError(f"task.tokenizer.in_channels={tok['in_channels']} disagrees with the data ({channels} channels)")
+            tok["in_channels"] = int(channels)
+        cfg["tokenizer"] = tok
+        task = cls(from_dict(MultiScaleVQTaskConfig, cfg, source=source, prefix="task"))
+        if data_info.get("image_size") is not None:
+            try:
+                task.tokenizer.grid_shape(int(data_info["image_size"]))
+            except ValueError as err:
+                raise ConfigError(f"task.tokenizer: {err}") from err
+        return task
+
+    def training_loss(self, batch: Mapping[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        images = batch["image"]
+        recon, _, vq_loss = self.tokenizer(images)
+        rec = reconstruction_loss(recon, images, self.config.rec_loss)
+        loss = self.config.rec_weight * rec + self.config.vq_weight * vq_loss
+        values = torch.stack([rec.detach(), vq_loss.detach(), psnr(recon.detach(), images).mean()]).tolist()
+        metrics = dict(zip(["rec_loss", "vq_loss", "psnr"], values))
+        metrics["usage"], metrics["perplexity"] = self._usage
+        return loss, metrics
+
+    def on_step_end(self, step: int) -> None:
+        if step % self.config.usage_every == 0:
+            self._usage = self.tokenizer.usage()
+            self.tokenizer.reset_usage()
+
+    @torch.no_grad()
+    def evaluate(self, batches: Iterable[Mapping[str, torch.Tensor]]) -> dict[str, float]:
+        """``val_psnr`` (mean per image, dB, on [0, 1]-clamped images) and ``val_rec_loss`` of the
+        eval-mode tokenizer (tokens from :meth:`encode`, images from :meth:`decode`)."""
+        was_training = self.tokenizer.training
+        self.tokenizer.eval()
+        psnr_sum, rec_sum, n_images, n_batches = 0.0, 0.0, 0, 0
+        try:
+            for batch in batches:
+                images = batch["image"]
+                recon = self.tokenizer.decode(self.tokenizer.encode(images))
+                psnr_sum += float(psnr_from_mse(mse_01(recon, images)).sum())
+                rec_sum += float(reconstruction_loss(recon, images, self.config.rec_loss))
+                n_images += images.shape[0]
+                n_batches += 1
+        finally:
+            self.tokenizer.train(was_training)
+        return {"val_psnr": psnr_sum / n_images, "val_rec_loss": rec_sum / n_batches} if n_images else {}
+
+    def export_model(self) -> nn.Module:
+        return self.tokenizer

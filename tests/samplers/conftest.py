@@ -1,0 +1,49 @@
+"""Distribution oracles shared by the sampler tests."""
+
+import itertools
+
+import pytest
+import torch
+from scipy.stats import chisquare
+
+from arforge.samplers import CFGSchedule, LogitsPipeline
+
+
+def exact_joint(gen, label, cfg: CFGSchedule, logits: LogitsPipeline, vocab: int, n: int) -> dict:
+    """P(sequence) under plain AR sampling with guidance and processors, by enumeration."""
+    joint = {}
+    with torch.no_grad():
+        for seq in itertools.product(range(vocab), repeat=n):
+            x = torch.tensor([seq])
+            cond = gen(x, label)
+            if cfg.enabled:
+                unc = gen(x, gen.null_condition(label))
+                scale = cfg.scales(torch.arange(n) / n)[:, None]
+                cond = unc + (cond - unc) * scale
+            probs = logits.probs(cond)[0]
+            joint[seq] = float(torch.prod(probs[torch.arange(n), torch.tensor(seq)]))
+    return joint
+
+
+def assert_samples_follow(tokens_Bn: torch.Tensor, joint: dict, min_p: float = 0.001) -> None:
+    """Chi-square test of sampled sequences against ``joint``; nothing outside its support."""
+    n = tokens_Bn.shape[0]
+    counts = {k: 0 for k in joint}
+    for row in tokens_Bn.tolist():
+        counts[tuple(row)] += 1
+    assert sum(counts[k] for k in joint if joint[k] == 0) == 0  # nothing outside the support (top-k / top-p)
+    keys = [k for k, v in joint.items() if v > 0]
+    total = sum(joint[k] for k in keys)
+    expected = [joint[k] / total * n for k in keys]
+    big = [i for i, e in enumerate(expected) if e >= 5]  # chi-square needs expected counts >= 5
+    obs = [counts[keys[i]] for i in big]
+    exp = [expected[i] for i in big]
+    exp = [e * sum(obs) / sum(exp) for e in exp]
+    assert len(obs) >= 5, "the oracle needs a spread-out distribution"
+    assert chisquare(obs, exp).pvalue > min_p
+
+
+@pytest.fixture
+def joint_oracle():
+    """``(exact_joint, assert_samples_follow)``."""
+    return exact_joint, assert_samples_follow
