@@ -179,19 +179,33 @@ class MultiScaleQuantizer(nn.Module):
         f_rest = f_no_grad.clone()
         f_hat = torch.zeros_like(f_rest)
         loss = f.new_zeros(())
-        indices = []
+        indices, residuals = [], []
         for si, pn in enumerate(self.patch_nums):
             z = F.interpolate(f_rest, size=(pn, pn), mode="area") if si != self.num_scales - 1 else f_rest
-            idx_N = self.nearest(z.permute(0, 2, 3, 1).reshape(-1, C))
+            z_NC = z.permute(0, 2, 3, 1).reshape(-1, C)
+            idx_N = self.nearest(z_NC)
             if self.training:
                 self.code_counts_SV[si] += idx_N.bincount(minlength=self.codebook_size).float()
+                residuals.append(z_NC.detach())
             h = self._upsampled(si, self.lookup(idx_N.view(B, pn * pn), pn), H)
             f_hat = f_hat + h
             f_rest = f_rest - h.detach()
             indices.append(idx_N.view(B, pn * pn))
             loss = loss + self.beta * F.mse_loss(f_hat.detach(), f) + F.mse_loss(f_hat, f_no_grad)
         f_hat_ste = (f_hat.detach() - f_no_grad) + f
+        if residuals:
+            self.last_residuals = torch.cat(residuals)
         return MultiScaleQuantizerOutput(f_hat=f_hat_ste, indices=indices, vq_loss=loss / self.num_scales)
+
+    @torch.no_grad()
+    def restart_codes(self, code_ids: torch.Tensor, generator: torch.Generator | None = None) -> None:
+        """Re-seed codebook rows ``code_ids`` with residual vectors (any scale) of the last training
+        batch, drawn at random; a no-op before the first training pass."""
+        pool = getattr(self, "last_residuals", None)
+        if pool is None or code_ids.numel() == 0:
+            return
+        pick = torch.randint(pool.shape[0], (code_ids.numel(),), generator=generator, device=pool.device)
+        self.embedding.weight[code_ids.to(pool.device)] = pool[pick].to(self.embedding.weight.dtype)
 
     # ------------------------------------------------------------------ usage
     def reset_usage(self) -> None:

@@ -25,7 +25,7 @@ class Benchmark:
 BENCHMARKS: Registry[Benchmark] = Registry("benchmark")
 
 #: modules whose import registers the built-in benchmarks
-BUILTIN_MODULES = ["arforge.eval.bench.samplers"]
+BUILTIN_MODULES = ["arforge.eval.bench.samplers", "arforge.eval.bench.orders"]
 
 
 def register_benchmark(name: str, help: str, add_arguments, run) -> None:

@@ -76,6 +76,25 @@ def sample_images(sampler: Sampler, generator, tokenizer, num_images: int, num_c
     return np.concatenate(images), labels.numpy()
 
 
+def sample_quality(sampler: Sampler, generator, tokenizer, num_images: int, num_classes: int, batch_size: int, seed: int,
+                   ref: str | None, classify: bool) -> dict[str, float]:
+    """``fid`` of ``num_images`` class-balanced samples against ``ref`` (if given) and, for 10-class
+    32x32 (MNIST) models with ``classify``, ``class_accuracy`` by the MNIST classifier."""
+    if num_images <= 0 or (ref is None and not classify):
+        return {}
+    images, labels = sample_images(sampler, generator, tokenizer, num_images, num_classes, batch_size, seed)
+    out = {}
+    if ref is not None:
+        from arforge.eval.generation import fid
+
+        out["fid"] = fid(images, ref)
+    if classify and num_classes == 10 and images.shape[1] == 32:
+        from arforge.eval.classifier import class_accuracy, load_or_train_mnist_classifier
+
+        out["class_accuracy"] = class_accuracy(load_or_train_mnist_classifier(), images, labels)
+    return out
+
+
 def markdown_table(rows: list[dict[str, Any]], batch_sizes: list[int]) -> str:
     head = ["sampler", "passes/img", "tokens/pass"]
     head += [f"s/img @bs{b}" for b in batch_sizes] + [f"speed-up @bs{b}" for b in batch_sizes] + ["FID", "class acc"]
@@ -106,16 +125,7 @@ def run_sampler_bench(checkpoint: str, *, tokenizer: str | None = None, samplers
         row: dict[str, Any] = {"sampler": spec, "speed": {}}
         for b in batch_sizes:
             row["speed"][str(b)] = time_sampler(sampler, generator, tok, b, timing_images, num_classes, seed)
-        if num_images > 0 and (ref is not None or classify):
-            images, labels = sample_images(sampler, generator, tok, num_images, num_classes, max(batch_sizes), seed)
-            if ref is not None:
-                from arforge.eval.generation import fid
-
-                row["fid"] = fid(images, ref)
-            if classify and num_classes == 10 and images.shape[1] == 32:
-                from arforge.eval.classifier import class_accuracy, load_or_train_mnist_classifier
-
-                row["class_accuracy"] = class_accuracy(load_or_train_mnist_classifier(), images, labels)
+        row.update(sample_quality(sampler, generator, tok, num_images, num_classes, max(batch_sizes), seed, ref, classify))
         rows.append(row)
     ar = rows[0]["speed"]
     for row in rows:

@@ -10,6 +10,8 @@ YAML ``task:`` section::
       rec_loss: l2          # l1 | l2 pixel loss
       rec_weight: 1.0
       vq_weight: 1.0        # multiplies mean_k [beta |sg(f_hat_k) - f|^2 + |f_hat_k - sg(f)|^2]
+      dead_code_restart_every: 50   # > 0: codes unused for that many steps are re-seeded from residuals
+      dead_code_restart_until: 400  # no restarts after this step (0 = no limit)
 
 ``tokenizer.in_channels`` comes from the data; the image size must equal ``patch_nums[-1]`` times
 the downsample factor. Codebook usage (over all scales, since the last log) is logged as ``usage``.
@@ -21,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Literal, Mapping
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from arforge.config import ConfigError, from_dict
@@ -32,17 +35,24 @@ from arforge.train.task import TASKS, TrainTask
 @dataclass
 class MultiScaleVQTaskConfig:
     """``tokenizer``: :class:`MultiScaleVQConfig` fields; ``rec_loss``/``rec_weight``: pixel loss;
-    ``vq_weight``: weight of the quantizer's loss; ``usage_every``: steps per codebook-usage window."""
+    ``vq_weight``: weight of the quantizer's loss; ``usage_every``: steps per codebook-usage window.
+    ``dead_code_restart_every``: every that many steps, codes no scale emitted since the previous
+    restart are overwritten with residual vectors of the last batch (0 = off);
+    ``dead_code_restart_until``: last step at which restarts happen (0 = no limit)."""
 
     tokenizer: MultiScaleVQConfig = field(default_factory=MultiScaleVQConfig)
     rec_loss: Literal["l1", "l2"] = "l2"
     rec_weight: float = 1.0
     vq_weight: float = 1.0
     usage_every: int = 100
+    dead_code_restart_every: int = 0
+    dead_code_restart_until: int = 0
 
     def __post_init__(self) -> None:
         if self.rec_weight < 0 or self.vq_weight < 0 or self.usage_every < 1:
             raise ConfigError("task.rec_weight and task.vq_weight must be >= 0, task.usage_every >= 1")
+        if self.dead_code_restart_every < 0 or self.dead_code_restart_until < 0:
+            raise ConfigError("task.dead_code_restart_every and task.dead_code_restart_until must be >= 0")
 
 
 @TASKS.register("msvq_tokenizer")
@@ -54,6 +64,8 @@ class MultiScaleVQTrainTask(TrainTask):
         self.config = config
         self.tokenizer = MultiScaleVQTokenizer(config.tokenizer)
         self._usage = (0.0, 0.0)
+        # codes emitted since the last dead-code restart (persistent: part of exact resume)
+        self.register_buffer("hits_since_restart", torch.zeros(config.tokenizer.codebook_size))
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], data_info: Mapping[str, Any], source: str | None = None) -> "MultiScaleVQTrainTask":
@@ -75,7 +87,8 @@ class MultiScaleVQTrainTask(TrainTask):
 
     def training_loss(self, batch: Mapping[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
         images = batch["image"]
-        recon, _, vq_loss = self.tokenizer(images)
+        recon, tokens_BL, vq_loss = self.tokenizer(images)
+        self.hits_since_restart += tokens_BL.flatten().bincount(minlength=self.hits_since_restart.numel()).float()
         rec = reconstruction_loss(recon, images, self.config.rec_loss)
         loss = self.config.rec_weight * rec + self.config.vq_weight * vq_loss
         values = torch.stack([rec.detach(), vq_loss.detach(), psnr(recon.detach(), images).mean()]).tolist()
@@ -87,6 +100,15 @@ class MultiScaleVQTrainTask(TrainTask):
         if step % self.config.usage_every == 0:
             self._usage = self.tokenizer.usage()
             self.tokenizer.reset_usage()
+        every, until = self.config.dead_code_restart_every, self.config.dead_code_restart_until
+        if every and step % every == 0 and (not until or step <= until):
+            distributed = dist.is_available() and dist.is_initialized()
+            if distributed:  # every replica restarts the same codes with rank 0's vectors
+                dist.all_reduce(self.hits_since_restart)
+            self.tokenizer.quantize.restart_codes((self.hits_since_restart == 0).nonzero().flatten())
+            if distributed:
+                dist.broadcast(self.tokenizer.quantize.embedding.weight.data, src=0)
+            self.hits_since_restart.zero_()
 
     @torch.no_grad()
     def evaluate(self, batches: Iterable[Mapping[str, torch.Tensor]]) -> dict[str, float]:
