@@ -19,7 +19,8 @@ maps VAR's block names onto the backbone's explicitly.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -45,17 +46,16 @@ def var_backbone(depth: int = 16, shared_adaln: bool = False) -> BackboneConfig:
 
 
 @dataclass
-class VARConfig:
-    """Configuration of :class:`VARGenerator` (defaults: VAR-d16, 256 px).
+class NextScaleTrunkConfig:
+    """The next-scale trunk shared by VAR and FlowAR.
 
-    ``vocab_size`` / ``latent_channels`` / ``patch_nums``: the multi-scale tokenizer's codebook size,
-    code width and token-map sides. ``num_classes``: classes (a null class is always added for CFG);
-    ``class_dropout_prob``: label dropout in training (applied only in training mode, unlike VAR).
-    ``init_std`` (``-1`` = VAR's ``sqrt(1 / (3 dim))``), ``init_head``, ``init_adaln``,
+    ``latent_channels`` / ``patch_nums``: width of the per-scale inputs (the tokenizer's code or
+    latent channels) and token-map sides. ``num_classes``: classes (a null class is always added for
+    CFG); ``class_dropout_prob``: label dropout in training (applied only in training mode, unlike
+    VAR). ``init_std`` (``-1`` = VAR's ``sqrt(1 / (3 dim))``), ``init_head``, ``init_adaln``,
     ``init_adaln_gamma``: VAR's initialisation scales. ``backbone``: blocks (:func:`var_backbone`).
     """
 
-    vocab_size: int = 4096
     latent_channels: int = 32
     patch_nums: list[int] = field(default_factory=lambda: list(VAR_PATCH_NUMS_256))
     num_classes: int = 1000
@@ -67,13 +67,27 @@ class VARConfig:
     backbone: BackboneConfig = field(default_factory=var_backbone)
 
     def __post_init__(self) -> None:
+        name = type(self).__name__
         if self.backbone.adaln == "none":
-            raise ConfigError("VARConfig.backbone.adaln must be 'block' or 'shared': the class condition enters through adaLN")
-        if self.vocab_size < 2 or self.latent_channels < 1 or self.num_classes < 1:
-            raise ConfigError("VARConfig: vocab_size >= 2, latent_channels >= 1 and num_classes >= 1 are required")
+            raise ConfigError(f"{name}.backbone.adaln must be 'block' or 'shared': the class condition enters through adaLN")
+        if self.latent_channels < 1 or self.num_classes < 1:
+            raise ConfigError(f"{name}: latent_channels >= 1 and num_classes >= 1 are required")
         if not 0.0 <= self.class_dropout_prob < 1.0:
-            raise ConfigError(f"VARConfig.class_dropout_prob must lie in [0, 1), got {self.class_dropout_prob}")
+            raise ConfigError(f"{name}.class_dropout_prob must lie in [0, 1), got {self.class_dropout_prob}")
         NextScale(self.patch_nums)  # validates patch_nums
+
+
+@dataclass
+class VARConfig(NextScaleTrunkConfig):
+    """Configuration of :class:`VARGenerator` (defaults: VAR-d16, 256 px): the trunk fields of
+    :class:`NextScaleTrunkConfig` plus ``vocab_size``, the multi-scale tokenizer's codebook size."""
+
+    vocab_size: int = 4096
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.vocab_size < 2:
+            raise ConfigError(f"VARConfig.vocab_size must be >= 2, got {self.vocab_size}")
 
 
 class AdaLNBeforeHead(nn.Module):
@@ -88,16 +102,23 @@ class AdaLNBeforeHead(nn.Module):
         return normed_BLC * (scale + 1) + shift
 
 
-@register_model
-class VARGenerator(Backbone, PretrainedMixin):
-    """Class-conditional next-scale generator over a multi-scale token pyramid."""
+class NextScaleTrunk(Backbone):
+    """Class-conditional block-causal transformer over a token pyramid: everything of VAR but the
+    output head. :meth:`hidden` (teacher forcing) and :meth:`decode_scale_hidden` (KV-cached, one
+    scale) return the adaLN-modulated final features ``(B, *, dim)`` the head reads."""
 
-    config_class = VARConfig
-    model_kind = "generator"
-    model_type = "var"
-    default_sampler = "var"
+    @classmethod
+    def from_config_dict(cls, config: Mapping[str, Any], source: str | None = None):
+        """Build from a config dict. ``backbone`` fields are laid over VAR's block defaults
+        (:func:`var_backbone`) for ``depth`` (an optional shortcut key; default: ``backbone.n_layer``
+        or 16), so a config only states what differs from VAR-d<depth>."""
+        config = dict(config)
+        backbone = dict(config.get("backbone") or {})
+        depth = int(config.pop("depth", backbone.get("n_layer", 16)))
+        config["backbone"] = {**asdict(var_backbone(depth)), **backbone}
+        return super().from_config_dict(config, source)
 
-    def __init__(self, config: VARConfig):
+    def __init__(self, config: NextScaleTrunkConfig):
         super().__init__(config.backbone)
         self.config = config
         C = config.backbone.dim
@@ -111,10 +132,8 @@ class VARGenerator(Backbone, PretrainedMixin):
         if config.backbone.adaln == "shared":
             self.shared_ada_lin = nn.Sequential(nn.SiLU(), nn.Linear(C, 6 * C))
         self.head_nm = AdaLNBeforeHead(C)
-        self.head = nn.Linear(C, config.vocab_size)
         self.register_buffer("lvl_1L", self.order.level_L()[None], persistent=False)
         self.register_buffer("mask_LL", self.order.block_causal_mask(), persistent=False)
-        self.init_var_weights()
 
     def init_var_weights(self) -> None:
         """VAR's init: truncated normal ``init_std`` everywhere, head scaled by ``init_head``, adaLN
@@ -130,7 +149,8 @@ class VARGenerator(Backbone, PretrainedMixin):
         for p in (self.pos_start, self.pos_1LC):
             nn.init.trunc_normal_(p, std=std)
         with torch.no_grad():
-            self.head.weight.mul_(cfg.init_head)
+            if isinstance(getattr(self, "head", None), nn.Linear):
+                self.head.weight.mul_(cfg.init_head)
             self.head_nm.ada_lin[-1].weight.mul_(cfg.init_adaln)
             ada = [layer.ada_lin[-1] for layer in self.layers if hasattr(layer, "ada_lin")]
             if hasattr(self, "shared_ada_lin"):
@@ -147,10 +167,6 @@ class VARGenerator(Backbone, PretrainedMixin):
     def num_tokens(self) -> int:
         """Tokens per image over all scales, ``L``."""
         return self.order.num_tokens
-
-    @property
-    def vocab_size(self) -> int:
-        return self.config.vocab_size
 
     @property
     def num_prefix(self) -> int:
@@ -184,39 +200,29 @@ class VARGenerator(Backbone, PretrainedMixin):
         first = self.order.scale_slice(0)
         return cond_BD[:, None] + self.pos_start + self._lvl_pos(first)
 
-    def _logits(self, h_BLC: torch.Tensor, cond_BD: torch.Tensor) -> torch.Tensor:
-        return self.head(self.head_nm(h_BLC.float(), cond_BD.float())).float()
-
-    # ------------------------------------------------------------------ training
-    def forward(self, x_BLCv_wo_first_l: torch.Tensor, labels_B: torch.Tensor) -> torch.Tensor:
-        """Teacher-forced logits ``(B, L, V)`` (float32) from the tokenizer's teacher-forcing inputs
-        ``(B, L - p_1^2, latent_channels)``; ``logits[:, i]`` predicts token ``i``."""
+    # ------------------------------------------------------------------ trunk
+    def hidden(self, x_BLCv_wo_first_l: torch.Tensor, cond_BD: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced head features ``(B, L, dim)`` (float32) from the per-scale inputs of scales
+        ``2..K`` ``(B, L - p_1^2, latent_channels)`` and the class embedding ``(B, dim)``; position
+        ``i`` predicts token ``i``."""
         L, first_l = self.num_tokens, self.order.scale_sizes[0]
-        B = labels_B.shape[0]
+        B = cond_BD.shape[0]
         if x_BLCv_wo_first_l.shape != (B, L - first_l, self.config.latent_channels):
             raise ValueError(f"expected teacher-forcing inputs {(B, L - first_l, self.config.latent_channels)}, "
                              f"got {tuple(x_BLCv_wo_first_l.shape)}")
-        cond_BD = self.condition(labels_B)
-        rest = slice(first_l, L)
         x_BLC = torch.cat([self._start_tokens(cond_BD),
-                           self.word_embed(x_BLCv_wo_first_l.float()) + self._lvl_pos(rest)], dim=1)
+                           self.word_embed(x_BLCv_wo_first_l.float()) + self._lvl_pos(slice(first_l, L))], dim=1)
         h_BLC = self.run_layers(x_BLC, None, self.mask_LL[None, None], cond_BD=self._block_condition(cond_BD))
-        return self._logits(h_BLC, cond_BD)
+        return self.head_nm(h_BLC.float(), cond_BD.float())
 
-    def loss(self, tokens_BL: torch.Tensor, labels_B: torch.Tensor, x_BLCv_wo_first_l: torch.Tensor) -> torch.Tensor:
-        """Mean cross-entropy over all ``L`` tokens (VAR weights every token equally)."""
-        logits = self.forward(x_BLCv_wo_first_l, labels_B)
-        return F.cross_entropy(logits.flatten(0, 1), tokens_BL.flatten())
-
-    # ------------------------------------------------------------------ decoding
     def new_cache(self, batch_size: int, dtype: torch.dtype | None = None, device=None) -> KVCache:
         """Empty KV cache for ``batch_size`` pyramids (``L`` slots)."""
         return super().new_cache(batch_size, self.num_tokens, dtype=dtype, device=device)
 
-    def decode_scale(self, si: int, x_BlCv: torch.Tensor | None, cond_BD: torch.Tensor, cache: KVCache) -> torch.Tensor:
-        """Logits ``(B, p_si^2, V)`` of scale ``si``. ``x_BlCv``: the reconstruction so far
-        downsampled to ``p_si`` and flattened ``(B, p_si^2, latent_channels)`` (``None`` for
-        ``si = 0``). Writes the scale's K/V into ``cache``; queries see every scale up to ``si``."""
+    def decode_scale_hidden(self, si: int, x_BlCv: torch.Tensor | None, cond_BD: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """Head features ``(B, p_si^2, dim)`` of scale ``si``. ``x_BlCv``: the scale's inputs
+        ``(B, p_si^2, latent_channels)`` (``None`` for ``si = 0``). Writes the scale's K/V into
+        ``cache``; queries see every scale up to ``si``."""
         sl = self.order.scale_slice(si)
         if si == 0:
             x_BlC = self._start_tokens(cond_BD)
@@ -227,4 +233,38 @@ class VARGenerator(Backbone, PretrainedMixin):
         cache.mark_valid(pos_Bl)
         mask = cache.attention_mask(pos_Bl, causal=False)
         h = self.run_layers(x_BlC, None, mask, cache, pos_Bl, cond_BD=self._block_condition(cond_BD))
-        return self._logits(h, cond_BD)
+        return self.head_nm(h.float(), cond_BD.float())
+
+
+@register_model
+class VARGenerator(NextScaleTrunk, PretrainedMixin):
+    """Class-conditional next-scale generator over a multi-scale token pyramid (categorical head)."""
+
+    config_class = VARConfig
+    model_kind = "generator"
+    model_type = "var"
+    default_sampler = "var"
+
+    def __init__(self, config: VARConfig):
+        super().__init__(config)
+        self.head = nn.Linear(config.backbone.dim, config.vocab_size)
+        self.init_var_weights()
+
+    @property
+    def vocab_size(self) -> int:
+        return self.config.vocab_size
+
+    def forward(self, x_BLCv_wo_first_l: torch.Tensor, labels_B: torch.Tensor) -> torch.Tensor:
+        """Teacher-forced logits ``(B, L, V)`` (float32) from the tokenizer's teacher-forcing inputs
+        ``(B, L - p_1^2, latent_channels)``; ``logits[:, i]`` predicts token ``i``."""
+        return self.head(self.hidden(x_BLCv_wo_first_l, self.condition(labels_B))).float()
+
+    def loss(self, tokens_BL: torch.Tensor, labels_B: torch.Tensor, x_BLCv_wo_first_l: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy over all ``L`` tokens (VAR weights every token equally)."""
+        logits = self.forward(x_BLCv_wo_first_l, labels_B)
+        return F.cross_entropy(logits.flatten(0, 1), tokens_BL.flatten())
+
+    def decode_scale(self, si: int, x_BlCv: torch.Tensor | None, cond_BD: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """Logits ``(B, p_si^2, V)`` of scale ``si`` (see :meth:`decode_scale_hidden`; for VAR the
+        inputs are the reconstruction so far downsampled to ``p_si``)."""
+        return self.head(self.decode_scale_hidden(si, x_BlCv, cond_BD, cache)).float()

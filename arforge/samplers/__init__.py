@@ -2,12 +2,13 @@
 
 Public API: :class:`Sampler`, :func:`register_sampler`, :func:`build_sampler`, :class:`SampleResult`,
 :class:`SamplerStats`, :class:`LogitsPipeline`, :class:`CFGSchedule`; built-in: ``ar``, ``sjd``,
-``sjd_lantern``, ``zipar``, ``zipar_sjd``, ``mar``, ``var``. The shared speculative rule is :func:`arforge.samplers.speculative.verify`.
+``sjd_lantern``, ``zipar``, ``zipar_sjd``, ``mar``, ``var``, ``flowar``. The shared speculative rule is :func:`arforge.samplers.speculative.verify`.
 """
 
 from arforge.samplers.ar import ARSampler
 from arforge.samplers.base import SAMPLERS, Sampler, SampleResult, SamplerStats, build_sampler, register_sampler
 from arforge.samplers.cfg import CFGSchedule
+from arforge.samplers.flowar import FlowARSampler
 from arforge.samplers.logits import LogitsPipeline, Temperature, TopK, TopP, sample_from_probs
 from arforge.samplers.lantern import LanternRelaxation, SJDLanternSampler
 from arforge.samplers.mar import MARSampler
@@ -18,6 +19,6 @@ from arforge.samplers.var import VARSampler
 from arforge.samplers.zipar_sjd import ZipARSJDSampler
 
 __all__ = [
-    "ARSampler", "CFGSchedule", "LanternRelaxation", "LogitsPipeline", "MARSampler", "SJDLanternSampler", "SJDSampler", "VARSampler", "ZipARSampler", "ZipARSJDSampler", "zipar_schedule", "SAMPLERS", "SampleResult", "Sampler", "SamplerStats",
+    "ARSampler", "CFGSchedule", "FlowARSampler", "LanternRelaxation", "LogitsPipeline", "MARSampler", "SJDLanternSampler", "SJDSampler", "VARSampler", "ZipARSampler", "ZipARSJDSampler", "zipar_schedule", "SAMPLERS", "SampleResult", "Sampler", "SamplerStats",
     "Temperature", "TopK", "TopP", "build_sampler", "register_sampler", "sample_from_probs", "verify",
 ]

@@ -37,10 +37,12 @@ def test_config_validation(change, message):
         KLConfig(**{**TINY, **change})
 
 
-def test_kl_task_then_mar_on_cached_latents(tmp_path):
-    """arforge train: a KL tokenizer, then a MAR generator on its latent cache (tiny, a few steps)."""
+def test_kl_task_then_mar_and_flowar_on_cached_latents(tmp_path):
+    """arforge train: a KL tokenizer, then MAR and FlowAR generators on its latent cache (tiny, a few steps)."""
     from arforge.data.latent_cache import LatentDataset
+    from arforge.generators import FlowARGenerator
     from arforge.generators.mar import MARGenerator
+    from arforge.samplers import FlowARSampler
     from arforge.train.schema import run_config_from_dict
     from arforge.train.trainer import train
 
@@ -59,6 +61,16 @@ def test_kl_task_then_mar_on_cached_latents(tmp_path):
     model = load_pretrained(gen.exported_model_dir)
     assert isinstance(model, MARGenerator) and model.config.grid_size == (8, 8) and model.config.latent_channels == 2
     assert model.pretrained_extra["tokenizer_dir"] == str(kl.exported_model_dir.resolve())
+    flow_model = {"patch_nums": [1, 2, 4, 8], "depth": 1, "backbone": {"dim": 32, "n_head": 2},
+                  "head": {"width": 32, "depth": 1, "sampling_steps": 3}}
+    flow = train(run_config_from_dict({
+        "task": {"name": "latent_generator", "family": "flowar", "model": flow_model},
+        "data": {"name": "latents", "tokenizer": str(kl.exported_model_dir), "source": data, "batch_size": 8},
+        "optim": {"lr": 1e-3}, "train": train_cfg}), tmp_path / "flowar", device="cpu")
+    flowar = load_pretrained(flow.exported_model_dir).eval()
+    assert isinstance(flowar, FlowARGenerator) and flowar.config.grid_size == (8, 8) and flowar.config.head.token_dim == 2
+    sample = FlowARSampler(cfg=2.0).sample(flowar, torch.tensor([3, 4]), tokenizer=load_pretrained(kl.exported_model_dir))
+    assert sample.images.shape == (2, 1, 16, 16) and sample.stats.forward_passes == 4
     cache = LatentDataset(tmp_path / "mar" / "latents_mnist_train.safetensors")
     assert cache[0]["latents"].shape == (2, 8, 8) and len(cache) == 40
     with pytest.raises(Exception, match="data.name: tokens|continuous"):

@@ -4,7 +4,7 @@ YAML ``task:`` section::
 
     task:
       name: latent_generator
-      family: mar               # registered generator type with loss(latents, labels)
+      family: mar               # registered generator type with loss(latents, labels): mar, flowar
       model:                    # the family's config; latent_channels/grid/classes come from the data
         buffer_size: 4
         encoder_embed_dim: 128
@@ -46,7 +46,8 @@ class LatentGeneratorTrainTask(TrainTask):
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], data_info: Mapping[str, Any], source: str | None = None):
-        import arforge.generators.mar  # noqa: F401  (registers the continuous families)
+        import arforge.generators  # noqa: F401  (registers flowar)
+        import arforge.generators.mar  # noqa: F401  (registers mar)
 
         task_cfg = from_dict(LatentGeneratorTaskConfig, cfg, source=source, prefix="task")
         key = f"generator/{task_cfg.family}"

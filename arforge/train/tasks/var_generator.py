@@ -7,7 +7,7 @@ YAML ``task:`` section::
       model:                     # VARConfig fields; vocabulary, pyramid and classes come from the data
         class_dropout_prob: 0.1
         depth: 4                 # VAR-d<depth> block defaults (width 64 depth, depth heads) ...
-        backbone: {dim: 128, n_head: 4}   # ... with these fields overriding them
+        backbone: {dim: 128, n_head: 4}   # ... with these fields overriding them (see NextScaleTrunk.from_config_dict)
 
 Data: ``data.name: tokens`` with a :class:`~arforge.tokenizers.MultiScaleVQTokenizer`
 (``data.tokenizer``). ``vocab_size``, ``latent_channels``, ``patch_nums`` and ``num_classes`` are
@@ -18,7 +18,6 @@ tokens every step, as VAR does) and is not exported with the generator.
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any, Mapping
 
 import torch
@@ -39,7 +38,7 @@ class VARGeneratorTrainTask(GeneratorTrainTask):
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], data_info: Mapping[str, Any], source: str | None = None) -> "VARGeneratorTrainTask":
-        from arforge.generators.var import VARGenerator, var_backbone
+        from arforge.generators.var import VARGenerator
         from arforge.pretrained import load_pretrained
         from arforge.tokenizers.multiscale import MultiScaleVQTokenizer
 
@@ -56,8 +55,6 @@ class VARGeneratorTrainTask(GeneratorTrainTask):
             raise ConfigError(f"{tokenizer_dir} is a {type(tokenizer).__name__}; VAR needs a multi-scale tokenizer "
                               "(task.name: msvq_tokenizer)")
         model_cfg = dict(cfg.get("model") or {})
-        depth = int(model_cfg.pop("depth", (model_cfg.get("backbone") or {}).get("n_layer", 16)))
-        model_cfg["backbone"] = {**asdict(var_backbone(depth)), **dict(model_cfg.get("backbone") or {})}
         fill_from_data(model_cfg, {
             "vocab_size": int(data_info["codebook_size"]),
             "latent_channels": tokenizer.latent_channels,

@@ -1,0 +1,79 @@
+"""FlowAR sampling: one trunk pass per scale, then the flow head integrates every token of the scale
+at once (batched over all ``p_k^2`` tokens and the CFG pair).
+
+CFG progress at scale ``k`` is ``k / (K - 1)`` (a ``linear`` :class:`CFGSchedule` ramps the
+guidance over scales, FlowAR's choice); the guided velocity is ``v_u + w (v_c - v_u)``. ``head_steps``
+overrides the head's default number of solver steps; with ``head_steps_end`` the steps fall
+linearly from ``head_steps`` at the first scale to ``head_steps_end`` at the last (DiSA-style
+annealing: later scales are pinned down by the earlier ones). The image is the tokenizer's decode
+of the last scale.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from arforge.generators.heads.flow import annealed_steps
+from arforge.samplers.ar import with_null_condition
+from arforge.samplers.base import Sampler, SamplerStats, SampleResult, register_sampler
+from arforge.samplers.cfg import CFGSchedule
+
+
+@register_sampler("flowar")
+class FlowARSampler(Sampler):
+    """Args: ``cfg`` (:class:`CFGSchedule` or float), ``head_steps`` / ``head_steps_end`` (see the
+    module docstring; ``None`` = the head's configured steps), ``temperature`` (noise scale)."""
+
+    def __init__(self, cfg: CFGSchedule | float = 1.0, head_steps: int | None = None, head_steps_end: int | None = None,
+                 temperature: float = 1.0):
+        self.cfg = cfg if isinstance(cfg, CFGSchedule) else CFGSchedule(scale=float(cfg))
+        if (head_steps is not None and head_steps < 1) or (head_steps_end is not None and head_steps_end < 1):
+            raise ValueError("head_steps and head_steps_end must be >= 1")
+        self.head_steps, self.head_steps_end, self.temperature = head_steps, head_steps_end, temperature
+
+    def steps_at(self, si: int, num_scales: int, default: int) -> int:
+        start = self.head_steps or default
+        if self.head_steps_end is None:
+            return start
+        return annealed_steps(si / max(num_scales - 1, 1), start, self.head_steps_end)
+
+    @torch.no_grad()
+    def sample(self, generator, condition, *, generator_rng=None, tokenizer=None, cond_mask=None) -> SampleResult:
+        start = time.perf_counter()
+        model = generator
+        if type(model).__name__ != "FlowARGenerator":
+            raise ValueError(f"the flowar sampler runs FlowAR generators, not {type(model).__name__}")
+        device = model.pos_1LC.device
+        B, K = condition.shape[0], model.order.num_scales
+        labels, _ = with_null_condition(model, condition.to(device), self.cfg)
+        cond_BD = model.condition(labels)
+        cache = model.new_cache(labels.shape[0])
+        stats = SamplerStats(tokens=model.num_tokens)
+        x_BlCv, tokens = None, []
+        for si, p in enumerate(model.order.patch_nums):
+            h = model.decode_scale_hidden(si, x_BlCv, cond_BD, cache)
+            stats.forward_passes += 1
+            steps = self.steps_at(si, K, model.config.head.sampling_steps)
+            t = time.perf_counter()
+            flat = h[:B].reshape(B * p * p, -1)
+            uncond = h[B:].reshape(B * p * p, -1) if self.cfg.enabled else None
+            z = model.head.sample(flat, uncond=uncond, cfg=self.cfg.scale_at(si / max(K - 1, 1)), steps=steps,
+                                  temperature=self.temperature, generator=generator_rng)
+            stats.head_time_s += time.perf_counter() - t
+            stats.head_evaluations += model.head.evaluations_per_sample(steps)
+            z_Bcpp = z.view(B, p, p, -1).permute(0, 3, 1, 2)
+            tokens.append(z.view(B, p * p, -1))
+            if si < K - 1:
+                x_BlCv = model.next_input(si, z_Bcpp)
+                if self.cfg.enabled:
+                    x_BlCv = torch.cat([x_BlCv, x_BlCv])
+            stats.accepted_per_step.append(float(p * p))
+        images = None
+        if tokenizer is not None:
+            t = time.perf_counter()
+            images = tokenizer.decode(z_Bcpp).clamp(-1, 1)
+            stats.decode_time_s = time.perf_counter() - t
+        stats.wall_time_s = time.perf_counter() - start
+        return SampleResult(tokens=torch.cat(tokens, dim=1), stats=stats, images=images)
