@@ -47,3 +47,23 @@ def assert_samples_follow(tokens_Bn: torch.Tensor, joint: dict, min_p: float = 0
 def joint_oracle():
     """``(exact_joint, assert_samples_follow)``."""
     return exact_joint, assert_samples_follow
+
+
+@pytest.fixture
+def poison_new_caches(monkeypatch):
+    """``poison(generator)``: every KV cache the generator creates from now on starts with garbage
+    (N(0, 100)) in all K/V buffers, so reading a slot that was never written changes the samples."""
+
+    def poison(gen):
+        original = gen.new_cache
+
+        def poisoned(*args, **kwargs):
+            cache = original(*args, **kwargs)
+            for k, v in zip(cache.k, cache.v):
+                k.normal_(0, 100.0)
+                v.normal_(0, 100.0)
+            return cache
+
+        monkeypatch.setattr(gen, "new_cache", poisoned)
+
+    return poison

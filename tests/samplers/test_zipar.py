@@ -31,21 +31,12 @@ def test_window_equal_to_row_width_is_raster_ar_bit_for_bit(cfg, logits, tiny_ra
     assert torch.equal(zip_.tokens, ar.tokens) and zip_.stats.forward_passes == ar.stats.forward_passes == 24
 
 
-def test_ungenerated_slots_are_masked_not_read(monkeypatch, tiny_raster):
+def test_ungenerated_slots_are_masked_not_read(poison_new_caches, tiny_raster):
     """Garbage in the K/V buffers of slots not generated yet must not change any sample."""
     gen = tiny_raster(grid=(4, 6))
     labels = torch.tensor([0, 2])
     clean = ZipARSampler(window=2, cfg=2.0).sample(gen, labels, generator_rng=torch.Generator().manual_seed(1))
-    original = gen.new_cache
-
-    def poisoned(*args, **kwargs):
-        cache = original(*args, **kwargs)
-        for k, v in zip(cache.k, cache.v):
-            k.normal_(0, 100.0)
-            v.normal_(0, 100.0)
-        return cache
-
-    monkeypatch.setattr(gen, "new_cache", poisoned)
+    poison_new_caches(gen)
     dirty = ZipARSampler(window=2, cfg=2.0).sample(gen, labels, generator_rng=torch.Generator().manual_seed(1))
     assert torch.equal(clean.tokens, dirty.tokens)
     assert clean.stats.forward_passes == 3 * 2 + 6 and max(clean.stats.accepted_per_step) == 3

@@ -45,22 +45,13 @@ def test_greedy_with_full_rows_equals_greedy_ar(tiny_raster):
     assert torch.equal(out.tokens, ar)
 
 
-def test_rejected_drafts_proxies_and_ungenerated_slots_are_never_read(monkeypatch, tiny_raster):
+def test_rejected_drafts_proxies_and_ungenerated_slots_are_never_read(poison_new_caches, tiny_raster):
     """Garbage in every K/V slot not written by a kept token must not change any sample."""
     gen = tiny_raster(grid=(4, 6), vocab=8, std=0.3)
     labels = torch.tensor([0, 2, 3])
     sampler = ZipARSJDSampler(window=2, draft=3, cfg=2.0)
     clean = sampler.sample(gen, labels, generator_rng=torch.Generator().manual_seed(1))
-    original = gen.new_cache
-
-    def poisoned(*args, **kwargs):
-        cache = original(*args, **kwargs)
-        for k, v in zip(cache.k, cache.v):
-            k.normal_(0, 100.0)
-            v.normal_(0, 100.0)
-        return cache
-
-    monkeypatch.setattr(gen, "new_cache", poisoned)
+    poison_new_caches(gen)
     dirty = sampler.sample(gen, labels, generator_rng=torch.Generator().manual_seed(1))
     assert torch.equal(clean.tokens, dirty.tokens)
 

@@ -24,7 +24,7 @@ import torch
 import yaml
 
 from arforge.eval.bench.commands import register_benchmark
-from arforge.eval.bench.samplers import sample_quality, time_sampler
+from arforge.eval.bench.samplers import add_common_arguments, logits_from_args, sample_quality, time_sampler
 from arforge.pretrained import atomic_write_text
 from arforge.samplers.base import build_sampler_with_defaults
 from arforge.samplers.cfg import CFGSchedule
@@ -116,18 +116,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="generators to compare (the first is the speed-up reference)")
     p.add_argument("--options", nargs="+", default=[], metavar="NAME:KEY=VALUE,...",
                    help="per-model sampler, cfg, cfg_schedule (e.g. var:cfg_schedule=linear)")
-    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16])
-    p.add_argument("--timing-images", type=int, default=16, help="images timed per model and batch size")
-    p.add_argument("--num-images", type=int, default=500, help="samples for FID / class accuracy (0 = skip)")
-    p.add_argument("--ref", default=None, help="FID reference: images, statistics .npz, or mnist:val (default: no FID)")
-    p.add_argument("--no-classify", action="store_true", help="skip the MNIST class accuracy")
-    p.add_argument("--cfg", type=float, default=1.0)
-    p.add_argument("--cfg-schedule", default="constant", choices=["constant", "linear", "interval"])
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--top-k", type=int, default=0)
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
+    add_common_arguments(p, batch_sizes=[1, 16])
     p.add_argument("--out", default=None, help="run folder (default: bench-orders-<time>)")
 
 
@@ -135,8 +124,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or f"bench-orders-{time.strftime('%Y%m%d-%H%M%S')}")
     result = run_orders_bench(
         parse_models(args.models, args.options), batch_sizes=args.batch_sizes, timing_images=args.timing_images,
-        num_images=args.num_images, cfg=CFGSchedule(args.cfg, args.cfg_schedule),
-        logits=LogitsPipeline(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p),
+        num_images=args.num_images, cfg=CFGSchedule(args.cfg, args.cfg_schedule), logits=logits_from_args(args),
         ref=args.ref, classify=not args.no_classify, seed=args.seed, device=args.device, out=out)
     print((out / "bench.md").read_text())
     print(f"benchmark written to {out}")

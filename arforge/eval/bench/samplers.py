@@ -146,13 +146,11 @@ def run_sampler_bench(checkpoint: str, *, tokenizer: str | None = None, samplers
     return result
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True, help="raster generator dir (or its training run folder)")
-    p.add_argument("--tokenizer", default=None, help="tokenizer dir (default: the one recorded in the generator)")
-    p.add_argument("--samplers", nargs="+", default=["ar", "sjd", "zipar:window=2", "zipar:window=4", "sjd_lantern"],
-                   metavar="NAME[:KEY=VALUE,...]", help="samplers to compare with ar (always run first)")
-    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
-    p.add_argument("--timing-images", type=int, default=16, help="images timed per sampler and batch size")
+def add_common_arguments(p: argparse.ArgumentParser, batch_sizes: list[int]) -> None:
+    """Options every sampling benchmark shares: batch sizes, timing/quality sample counts, FID
+    reference, CFG and logits settings, seed, device."""
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=batch_sizes)
+    p.add_argument("--timing-images", type=int, default=16, help="images timed per entry and batch size")
     p.add_argument("--num-images", type=int, default=500, help="samples for FID / class accuracy (0 = skip)")
     p.add_argument("--ref", default=None, help="FID reference: images, statistics .npz, or mnist:val (default: no FID)")
     p.add_argument("--no-classify", action="store_true", help="skip the MNIST class accuracy")
@@ -163,6 +161,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
+
+
+def logits_from_args(args: argparse.Namespace) -> LogitsPipeline:
+    """The logits pipeline of the shared --temperature / --top-k / --top-p options."""
+    return LogitsPipeline(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, help="raster generator dir (or its training run folder)")
+    p.add_argument("--tokenizer", default=None, help="tokenizer dir (default: the one recorded in the generator)")
+    p.add_argument("--samplers", nargs="+", default=["ar", "sjd", "zipar:window=2", "zipar:window=4", "sjd_lantern"],
+                   metavar="NAME[:KEY=VALUE,...]", help="samplers to compare with ar (always run first)")
+    add_common_arguments(p, batch_sizes=[1, 8])
     p.add_argument("--out", default=None, help="run folder (default: bench-samplers-<time>)")
 
 
@@ -171,9 +182,7 @@ def run(args: argparse.Namespace) -> int:
     result = run_sampler_bench(
         args.checkpoint, tokenizer=args.tokenizer, samplers=args.samplers, batch_sizes=args.batch_sizes,
         timing_images=args.timing_images, num_images=args.num_images,
-        cfg=CFGSchedule(args.cfg, args.cfg_schedule),
-        logits=LogitsPipeline(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p),
-        ref=args.ref, classify=not args.no_classify, seed=args.seed, device=args.device, out=out)
+        cfg=CFGSchedule(args.cfg, args.cfg_schedule), logits=logits_from_args(args), ref=args.ref, classify=not args.no_classify, seed=args.seed, device=args.device, out=out)
     print((out / "bench.md").read_text())
     print(f"benchmark written to {out}")
     return 0 if result["results"] else 1

@@ -26,6 +26,7 @@ from arforge.config import ConfigError, from_dict
 from arforge.tokenizers.kl import KLConfig, KLTokenizer
 from arforge.tokenizers.losses import mse_01, psnr, psnr_from_mse, reconstruction_loss
 from arforge.train.task import TASKS, TrainTask
+from arforge.train.tasks.tokenizer_config import check_image_size, with_data_channels
 
 
 @dataclass
@@ -55,20 +56,8 @@ class KLTrainTask(TrainTask):
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], data_info: Mapping[str, Any], source: str | None = None) -> "KLTrainTask":
-        cfg = dict(cfg)
-        tok = dict(cfg.get("tokenizer") or {})
-        channels = data_info.get("channels")
-        if channels is not None:
-            if tok.get("in_channels") not in (None, channels):
-                raise ConfigError(f"task.tokenizer.in_channels={tok['in_channels']} disagrees with the data ({channels} channels)")
-            tok["in_channels"] = int(channels)
-        cfg["tokenizer"] = tok
-        task = cls(from_dict(KLTaskConfig, cfg, source=source, prefix="task"))
-        if data_info.get("image_size") is not None:
-            try:
-                task.tokenizer.grid_shape(int(data_info["image_size"]))
-            except ValueError as err:
-                raise ConfigError(f"task.tokenizer: {err}") from err
+        task = cls(from_dict(KLTaskConfig, with_data_channels(cfg, data_info, source), source=source, prefix="task"))
+        check_image_size(task.tokenizer, data_info)
         return task
 
     def training_loss(self, batch: Mapping[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:

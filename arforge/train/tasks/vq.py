@@ -49,6 +49,7 @@ from arforge.tokenizers.losses import (
 from arforge.tokenizers.quantizer import usage_stats
 from arforge.tokenizers.vq import VQConfig, VQTokenizer
 from arforge.train.task import TASKS, TrainTask
+from arforge.train.tasks.tokenizer_config import with_data_channels
 
 log = logging.getLogger(__name__)
 
@@ -124,20 +125,7 @@ class VQTrainTask(TrainTask):
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], data_info: Mapping[str, Any], source: str | None = None) -> "VQTrainTask":
         """Validate the ``task:`` mapping (without ``name``) against :class:`VQTaskConfig` for image data ``data_info``."""
-        cfg = dict(cfg)
-        tok_cfg = cfg.get("tokenizer", {})
-        if not isinstance(tok_cfg, Mapping):
-            raise ConfigError(f"config key 'task.tokenizer'{' in ' + source if source else ''} must be a mapping of VQConfig fields")
-        tok_cfg = dict(tok_cfg)
-        channels = data_info.get("channels")
-        if channels is not None:
-            given = tok_cfg.get("in_channels")
-            if given is not None and given != channels:
-                raise ConfigError(
-                    f"task.tokenizer.in_channels={given} disagrees with the data ({channels} channels); remove it from the config"
-                )
-            tok_cfg["in_channels"] = int(channels)
-        cfg["tokenizer"] = tok_cfg
+        cfg = with_data_channels(cfg, data_info, source)
         config = from_dict(VQTaskConfig, cfg, source=source, prefix="task")
         image_size = data_info.get("image_size")
         return cls(config, image_size=int(image_size) if image_size is not None else None)
