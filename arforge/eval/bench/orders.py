@@ -3,9 +3,12 @@
 Each ``--models NAME=DIR`` entry is a trained generator (raster, var, mar, ...) sampled with its own
 default sampler (or ``--options NAME:sampler=...``) under the shared CFG / logits settings, which
 ``--options NAME:cfg=...,cfg_schedule=...`` may override per model (VAR ramps its guidance
-linearly over scales). Per model: parameters, forward passes per image, wall time per image at each
-``--batch-sizes`` entry (warm-up excluded), speed-up over the first model measured in the same run,
-FID against ``--ref`` and MNIST class accuracy. Writes ``bench.json`` and ``bench.md``.
+linearly over scales); any other key is an option of the model's sampler (``flowar:head_steps=5``).
+The same directory may appear under several names with different options. Per model: parameters,
+forward passes per image, wall time per image at each ``--batch-sizes`` entry (warm-up excluded),
+speed-up over the first model measured in the same run, head evaluations and head time
+(continuous-token heads), FID against ``--ref`` and MNIST class accuracy. Writes ``bench.json`` and
+``bench.md``.
 
     arforge bench orders --models raster=runs/quickstart/generator var=runs/mnist_var/generator \\
         --options var:cfg_schedule=linear --cfg 3 --ref mnist:val
@@ -38,7 +41,9 @@ _OPTION_KEYS = ("sampler", "cfg", "cfg_schedule")
 
 
 def parse_models(models: list[str], options: list[str]) -> list[dict[str, Any]]:
-    """``NAME=DIR`` entries plus ``NAME:key=value,...`` options -> ``[{name, dir, sampler?, cfg?, cfg_schedule?}]``."""
+    """``NAME=DIR`` entries plus ``NAME:key=value,...`` options -> ``[{name, dir, sampler?, cfg?,
+    cfg_schedule?, sampler_options}]`` (keys other than ``sampler``/``cfg``/``cfg_schedule`` are
+    sampler options)."""
     entries: dict[str, dict[str, Any]] = {}
     for item in models:
         name, eq, path = item.partition("=")
@@ -46,22 +51,24 @@ def parse_models(models: list[str], options: list[str]) -> list[dict[str, Any]]:
             raise ValueError(f"--models entry '{item}' is not NAME=DIR (e.g. var=runs/mnist_var/generator)")
         if name in entries:
             raise ValueError(f"--models names must be unique; '{name}' appears twice")
-        entries[name] = {"name": name, "dir": path}
+        entries[name] = {"name": name, "dir": path, "sampler_options": {}}
     for item in options:
         name, colon, rest = item.partition(":")
         if not colon or name not in entries:
             raise ValueError(f"--options entry '{item}' must be NAME:key=value,... for a NAME given in --models")
         for part in filter(None, rest.split(",")):
             key, eq, value = part.partition("=")
-            if not eq or key not in _OPTION_KEYS:
-                raise ValueError(f"--options '{part}': keys are {', '.join(_OPTION_KEYS)} (key=value)")
-            entries[name][key] = yaml.safe_load(value)
+            if not eq or not key:
+                raise ValueError(f"--options '{part}' is not key=value ({', '.join(_OPTION_KEYS)} or a sampler option)")
+            target = entries[name] if key in _OPTION_KEYS else entries[name]["sampler_options"]
+            target[key] = yaml.safe_load(value)
     return list(entries.values())
 
 
 def markdown_table(rows: list[dict[str, Any]], batch_sizes: list[int]) -> str:
     head = ["model", "family", "sampler", "params (M)", "tokens", "passes/img"]
-    head += [f"s/img @bs{b}" for b in batch_sizes] + [f"speed-up @bs{b}" for b in batch_sizes] + ["FID", "class acc"]
+    head += [f"s/img @bs{b}" for b in batch_sizes] + [f"speed-up @bs{b}" for b in batch_sizes]
+    head += [f"head s/img @bs{b}" for b in batch_sizes] + ["FID", "class acc"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         first = row["speed"][str(batch_sizes[0])]
@@ -69,6 +76,8 @@ def markdown_table(rows: list[dict[str, Any]], batch_sizes: list[int]) -> str:
                  f"{first['forward_passes_per_image']:.1f}"]
         cells += [f"{row['speed'][str(b)]['wall_time_per_image_s']:.4f}" for b in batch_sizes]
         cells += [f"{row['speed'][str(b)]['speedup_vs_first']:.2f}x" for b in batch_sizes]
+        cells += [f"{row['speed'][str(b)]['head_time_per_image_s']:.4f}" if "head_time_per_image_s" in row["speed"][str(b)]
+                  else "-" for b in batch_sizes]
         cells += [f"{row['fid']:.2f}" if row.get("fid") is not None else "-",
                   f"{row['class_accuracy']:.3f}" if row.get("class_accuracy") is not None else "-"]
         lines.append("| " + " | ".join(cells) + " |")
@@ -84,6 +93,8 @@ def run_orders_bench(models: list[dict[str, Any]], *, batch_sizes: list[int], ti
     for entry in models:
         generator, tok = load_generator_and_tokenizer(entry["dir"], None, dev)
         spec = entry.get("sampler") or getattr(generator, "default_sampler", "ar")
+        if entry["sampler_options"]:
+            spec += ":" + ",".join(f"{k}={v}" for k, v in entry["sampler_options"].items())
         model_cfg = CFGSchedule(float(entry.get("cfg", cfg.scale)), entry.get("cfg_schedule", cfg.kind))
         sampler = build_sampler_with_defaults(spec, cfg=model_cfg, logits=logits)
         num_classes = int(getattr(generator.config, "num_classes", 1))

@@ -45,23 +45,31 @@ def _labels(num_classes: int, count: int) -> torch.Tensor:
 
 def time_sampler(sampler: Sampler, generator, tokenizer, batch_size: int, num_images: int, num_classes: int,
                  seed: int) -> dict[str, float]:
-    """Warm-up call, then ``num_images`` images in batches of ``batch_size``: speed statistics."""
+    """Warm-up call, then ``num_images`` images in batches of ``batch_size``: speed statistics
+    (forward passes of the trunk per image, tokens per pass, wall time per image; for models with a
+    continuous-token head also its evaluations per token and its share of the time per image)."""
     labels = _labels(num_classes, batch_size)
     sampler.sample(generator, labels, generator_rng=torch.Generator().manual_seed(seed), tokenizer=tokenizer)
     rng = torch.Generator().manual_seed(seed)
     calls = max(1, -(-num_images // batch_size))
-    passes, accepted, wall = 0, [], 0.0
+    passes, accepted, wall, head_evals, head_time = 0, [], 0.0, 0, 0.0
     for _ in range(calls):
         t = time.perf_counter()
         out = sampler.sample(generator, labels, generator_rng=rng, tokenizer=tokenizer)
         wall += time.perf_counter() - t
         passes += out.stats.forward_passes
         accepted.append(out.stats.tokens / max(out.stats.forward_passes, 1))
-    return {
+        head_evals += out.stats.head_evaluations
+        head_time += out.stats.head_time_s
+    speed = {
         "forward_passes_per_image": passes / calls,
         "tokens_per_forward_pass": float(np.mean(accepted)),
         "wall_time_per_image_s": wall / (calls * batch_size),
     }
+    if head_evals:
+        speed["head_evaluations_per_token"] = head_evals / calls
+        speed["head_time_per_image_s"] = head_time / (calls * batch_size)
+    return speed
 
 
 def sample_images(sampler: Sampler, generator, tokenizer, num_images: int, num_classes: int, batch_size: int,

@@ -45,7 +45,12 @@ def test_bench_orders_raster_vs_var(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("models, options, message", [(["raster"], [], "NAME=DIR"), (["a=x", "a=y"], [], "unique"),
-                                                      (["a=x"], ["b:cfg=2"], "NAME given"), (["a=x"], ["a:steps=2"], "keys are")])
+                                                      (["a=x"], ["b:cfg=2"], "NAME given"), (["a=x"], ["a:steps"], "key=value")])
 def test_bad_model_lists_are_named(models, options, message):
     with pytest.raises(ValueError, match=message):
         parse_models(models, options)
+
+
+def test_other_option_keys_are_sampler_options():
+    (entry,) = parse_models(["f=x"], ["f:cfg=2,head_steps=50,head_steps_end=5"])
+    assert entry["cfg"] == 2 and entry["sampler_options"] == {"head_steps": 50, "head_steps_end": 5}
