@@ -67,7 +67,7 @@ def time_sampler(sampler: Sampler, generator, tokenizer, batch_size: int, num_im
         "wall_time_per_image_s": wall / (calls * batch_size),
     }
     if head_evals:
-        speed["head_evaluations_per_token"] = head_evals / calls
+        speed["head_evaluations_per_call"] = head_evals / calls  # sequential, each over a whole step's tokens
         speed["head_time_per_image_s"] = head_time / (calls * batch_size)
     return speed
 
