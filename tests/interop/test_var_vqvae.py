@@ -77,3 +77,82 @@ def test_unknown_and_missing_keys_are_named(fixture):
         convert_var_vqvae({**weights, "quantize.mystery": torch.zeros(1)})
     with pytest.raises(CheckpointError, match="quantize.embedding.weight"):
         var_vqvae_config({k: v for k, v in weights.items() if k != "quantize.embedding.weight"})
+
+
+def _released_vqvae_keys() -> list[str]:
+    """Parameter names of VAR's released ``vae_ch160v4096z32.pth`` (LDM encoder/decoder, ch 160,
+    ch_mult 1,1,2,2,4, 2 res blocks, fused-qkv attention at the lowest resolution and in the mid
+    blocks), written out from the module structure; the tiny fixture lacks e.g. ``nin_shortcut``."""
+    widths, conv = [160, 160, 320, 320, 640], ("weight", "bias")
+
+    def resnet(prefix, c_in, c_out):
+        out = [f"{prefix}.{layer}.{p}" for layer in ("norm1", "conv1", "norm2", "conv2") for p in conv]
+        return out + ([f"{prefix}.nin_shortcut.{p}" for p in conv] if c_in != c_out else [])
+
+    def attn(prefix):
+        return [f"{prefix}.{layer}.{p}" for layer in ("norm", "qkv", "proj_out") for p in conv]
+
+    def mid(side):
+        return resnet(f"{side}.mid.block_1", 640, 640) + attn(f"{side}.mid.attn_1") + resnet(f"{side}.mid.block_2", 640, 640)
+
+    keys, c = [f"encoder.conv_in.{p}" for p in conv], 160
+    for i, w in enumerate(widths):
+        for j in range(2):
+            keys += resnet(f"encoder.down.{i}.block.{j}", c, w) + (attn(f"encoder.down.{i}.attn.{j}") if i == 4 else [])
+            c = w
+        keys += [f"encoder.down.{i}.downsample.conv.{p}" for p in conv] if i < 4 else []
+    keys += mid("encoder") + [f"encoder.{n}.{p}" for n in ("norm_out", "conv_out") for p in conv]
+    keys += [f"decoder.conv_in.{p}" for p in conv] + mid("decoder")
+    c = 640
+    for i in reversed(range(5)):
+        for j in range(3):
+            keys += resnet(f"decoder.up.{i}.block.{j}", c, widths[i]) + (attn(f"decoder.up.{i}.attn.{j}") if i == 4 else [])
+            c = widths[i]
+        keys += [f"decoder.up.{i}.upsample.conv.{p}" for p in conv] if i > 0 else []
+    keys += [f"decoder.{n}.{p}" for n in ("norm_out", "conv_out") for p in conv]
+    keys += ["quantize.ema_vocab_hit_SV", "quantize.embedding.weight", "quant_conv.weight", "quant_conv.bias",
+             "post_quant_conv.weight", "post_quant_conv.bias"]
+    return keys + [f"quantize.quant_resi.qresi_ls.{i}.{p}" for i in range(4) for p in conv]
+
+
+def test_released_vqvae_layout_maps_onto_the_default_tokenizer_exactly():
+    """Every key of VAR's released VQVAE has exactly one counterpart in the default
+    MultiScaleVQTokenizer (VAR's architecture), and vice versa; group sizes as in the released file."""
+    from arforge.tokenizers import MultiScaleVQConfig, MultiScaleVQTokenizer
+
+    keys = _released_vqvae_keys()
+    groups = {g: sum(k.startswith(g + ".") for k in keys) for g in ("encoder.down", "encoder.mid", "decoder.up", "decoder.mid")}
+    assert groups == {"encoder.down": 104, "encoder.mid": 22, "decoder.up": 150, "decoder.mid": 22}  # var_state_dict.txt
+    fake = {k: torch.zeros(3 if ".qkv." in k else 1) for k in keys}  # a fused qkv splits in three
+    fake["quantize.embedding.weight"] = torch.zeros(4096, 32)
+    fake["quant_conv.weight"] = torch.zeros(32, 32, 3, 3)
+    for i, w in enumerate([160, 160, 320, 320, 640]):
+        fake[f"encoder.down.{i}.block.0.conv2.weight"] = torch.zeros(w, 1, 1, 1)
+    fake["encoder.conv_in.weight"] = torch.zeros(160, 3, 3, 3)
+    fake["post_quant_conv.weight"] = torch.zeros(32, 32, 3, 3)
+    assert var_vqvae_config(fake) == MultiScaleVQConfig()
+    with torch.device("meta"):
+        model = MultiScaleVQTokenizer(MultiScaleVQConfig())
+    converted = convert_var_vqvae(fake)
+    assert set(converted) == set(model.state_dict())
+    assert len(converted) == len(keys) - 1 + 7 * 4  # ema statistic dropped; 7 fused qkv (weight, bias) become 3 each
+
+
+def test_released_var_d16_and_d36s_layouts_map_onto_the_generator_exactly():
+    from arforge.generators import VARConfig, VARGenerator, var_backbone
+    from arforge.interop.var import convert_var_state_dict
+
+    for depth, shared in ((16, False), (2, True)):
+        top = ["pos_start", "pos_1LC", "word_embed.weight", "word_embed.bias", "class_emb.weight", "lvl_embed.weight",
+               "head_nm.ada_lin.1.weight", "head_nm.ada_lin.1.bias", "head.weight", "head.bias"]
+        block = ["attn.scale_mul_1H11", "attn.q_bias", "attn.v_bias", "attn.zero_k_bias", "attn.mat_qkv.weight",
+                 "attn.proj.weight", "attn.proj.bias", "ffn.fc1.weight", "ffn.fc1.bias", "ffn.fc2.weight", "ffn.fc2.bias"]
+        block += ["ada_gss"] if shared else ["ada_lin.1.weight", "ada_lin.1.bias"]
+        keys = top + [f"blocks.{i}.{b}" for i in range(depth) for b in block]
+        keys += ["shared_ada_lin.1.weight", "shared_ada_lin.1.bias"] if shared else []
+        if depth == 16:
+            assert len(keys) + 2 == 220  # + lvl_1L and attn_bias_for_masking: var_state_dict.txt's count
+        with torch.device("meta"):
+            model = VARGenerator(VARConfig(backbone=var_backbone(depth, shared_adaln=shared)))
+        converted = convert_var_state_dict({k: torch.zeros(1) for k in keys}, model)
+        assert set(converted) == set(model.state_dict()), depth

@@ -10,6 +10,8 @@ so the whole scale is predicted in one pass: ``K`` decode steps instead of ``L``
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 
 from arforge.generators.orders.base import DecodeStep, Order, TrainingArrangement
@@ -26,7 +28,7 @@ class NextScale(Order):
         self.patch_nums = patch_nums
         sizes = [p * p for p in patch_nums]
         self.scale_sizes = tuple(sizes)
-        self.scale_starts = tuple(int(s) for s in torch.tensor([0, *sizes]).cumsum(0)[:-1])
+        self.scale_starts = tuple(itertools.accumulate([0, *sizes[:-1]]))
 
     @property
     def num_tokens(self) -> int:
