@@ -113,7 +113,7 @@ class RasterGenerator(Backbone, PretrainedMixin):
         ``cond`` is labels ``(B,)`` or caption features ``(B, P, caption_dim)``; ``cond_mask_BP``
         (captions only) marks valid caption tokens (left padding), as LlamaGen's ``emb_mask``.
         """
-        B, N = tokens_BN.shape
+        B, N = tokens_BN.shape[:2]
         if N != self.num_tokens:
             raise ValueError(f"expected {self.num_tokens} tokens per image (grid {self.config.grid_size}), got {N}")
         P = self.num_prefix
@@ -179,7 +179,7 @@ class RasterGenerator(Backbone, PretrainedMixin):
         Returns float32 logits ``(B, T, V)``; in raster order, ``logits[:, t]`` predicts grid index
         ``idx_BT[:, t] + 1``.
         """
-        if tokens_BT.shape != idx_BT.shape:
+        if tokens_BT.shape[:2] != idx_BT.shape:
             raise ValueError(f"tokens {tuple(tokens_BT.shape)} and indices {tuple(idx_BT.shape)} must match")
         pos_BT = idx_BT + self.num_prefix
         cache.mark_valid(pos_BT)

@@ -2,7 +2,7 @@
 
 Public API: :class:`Sampler`, :func:`register_sampler`, :func:`build_sampler`, :class:`SampleResult`,
 :class:`SamplerStats`, :class:`LogitsPipeline`, :class:`CFGSchedule`; built-in: ``ar``, ``sjd``,
-``sjd_lantern``, ``zipar``, ``zipar_sjd``, ``mar``, ``var``, ``flowar``. The shared speculative rule is :func:`arforge.samplers.speculative.verify`.
+``sjd_lantern``, ``zipar``, ``zipar_sjd``, ``mar``, ``var``, ``flowar``, ``raster_flow``. The shared speculative rule is :func:`arforge.samplers.speculative.verify`.
 """
 
 from arforge.samplers.ar import ARSampler
@@ -12,6 +12,7 @@ from arforge.samplers.flowar import FlowARSampler
 from arforge.samplers.logits import LogitsPipeline, Temperature, TopK, TopP, sample_from_probs
 from arforge.samplers.lantern import LanternRelaxation, SJDLanternSampler
 from arforge.samplers.mar import MARSampler
+from arforge.samplers.raster_flow import RasterFlowSampler
 from arforge.samplers.sjd import SJDSampler
 from arforge.samplers.speculative import verify
 from arforge.samplers.zipar import ZipARSampler, zipar_schedule
@@ -19,6 +20,6 @@ from arforge.samplers.var import VARSampler
 from arforge.samplers.zipar_sjd import ZipARSJDSampler
 
 __all__ = [
-    "ARSampler", "CFGSchedule", "FlowARSampler", "LanternRelaxation", "LogitsPipeline", "MARSampler", "SJDLanternSampler", "SJDSampler", "VARSampler", "ZipARSampler", "ZipARSJDSampler", "zipar_schedule", "SAMPLERS", "SampleResult", "Sampler", "SamplerStats",
+    "ARSampler", "CFGSchedule", "FlowARSampler", "LanternRelaxation", "LogitsPipeline", "MARSampler", "RasterFlowSampler", "SJDLanternSampler", "SJDSampler", "VARSampler", "ZipARSampler", "ZipARSJDSampler", "zipar_schedule", "SAMPLERS", "SampleResult", "Sampler", "SamplerStats",
     "Temperature", "TopK", "TopP", "build_sampler", "register_sampler", "sample_from_probs", "verify",
 ]

@@ -37,12 +37,13 @@ def test_config_validation(change, message):
         KLConfig(**{**TINY, **change})
 
 
-def test_kl_task_then_mar_and_flowar_on_cached_latents(tmp_path):
-    """arforge train: a KL tokenizer, then MAR and FlowAR generators on its latent cache (tiny, a few steps)."""
+def test_kl_task_then_continuous_generators_on_cached_latents(tmp_path):
+    """arforge train: a KL tokenizer, then MAR, FlowAR and raster+flow-head generators on its latent
+    cache (tiny, a few steps)."""
     from arforge.data.latent_cache import LatentDataset
-    from arforge.generators import FlowARGenerator
+    from arforge.generators import FlowARGenerator, RasterFlowGenerator
     from arforge.generators.mar import MARGenerator
-    from arforge.samplers import FlowARSampler
+    from arforge.samplers import FlowARSampler, RasterFlowSampler
     from arforge.train.schema import run_config_from_dict
     from arforge.train.trainer import train
 
@@ -71,6 +72,15 @@ def test_kl_task_then_mar_and_flowar_on_cached_latents(tmp_path):
     assert isinstance(flowar, FlowARGenerator) and flowar.config.grid_size == (8, 8) and flowar.config.head.token_dim == 2
     sample = FlowARSampler(cfg=2.0).sample(flowar, torch.tensor([3, 4]), tokenizer=load_pretrained(kl.exported_model_dir))
     assert sample.images.shape == (2, 1, 16, 16) and sample.stats.forward_passes == 4
+    raster = train(run_config_from_dict({
+        "task": {"name": "latent_generator", "family": "raster_flow",
+                 "model": {"backbone": {"dim": 32, "n_layer": 1, "n_head": 2, "multiple_of": 16},
+                           "head": {"width": 32, "depth": 1, "sampling_steps": 2}}},
+        "data": {"name": "latents", "tokenizer": str(kl.exported_model_dir), "source": data, "batch_size": 8},
+        "optim": {"lr": 1e-3}, "train": train_cfg}), tmp_path / "raster_flow", device="cpu")
+    raster_flow = load_pretrained(raster.exported_model_dir).eval()
+    assert isinstance(raster_flow, RasterFlowGenerator) and raster_flow.config.grid_size == (8, 8)
+    assert RasterFlowSampler().sample(raster_flow, torch.tensor([1])).stats.forward_passes == 64
     cache = LatentDataset(tmp_path / "mar" / "latents_mnist_train.safetensors")
     assert cache[0]["latents"].shape == (2, 8, 8) and len(cache) == 40
     with pytest.raises(Exception, match="data.name: tokens|continuous"):
