@@ -34,6 +34,8 @@ from arforge.pretrained import PretrainedMixin, register_model
 
 #: VAR's 256 px token pyramid (L = 680)
 VAR_PATCH_NUMS_256 = [1, 2, 3, 4, 5, 6, 8, 10, 13, 16]
+#: VAR's 512 px token pyramid (L = 2240; VAR-d36-s)
+VAR_PATCH_NUMS_512 = [1, 2, 3, 4, 6, 9, 13, 18, 24, 32]
 
 
 def var_backbone(depth: int = 16, shared_adaln: bool = False) -> BackboneConfig:

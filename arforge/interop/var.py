@@ -18,7 +18,8 @@ Every VAR key has an explicit rule:
   (``class_emb``, ``pos_start``, ``pos_1LC``, ``lvl_embed``, ``word_embed``, ``shared_ada_lin``,
   ``head_nm``, ``head``) keeps its name.
 
-``patch_nums`` cannot be read off the tokenizer's weights; it defaults to VAR's 256 px pyramid.
+``patch_nums`` cannot be read off the tokenizer's weights; it defaults to VAR's 256 px pyramid (the
+transformer loader picks the 256 or 512 px pyramid by the length of ``pos_1LC``).
 VAR's class-label dropout is a training-time setting here and never applies in eval.
 """
 
@@ -31,7 +32,7 @@ from typing import Any, Mapping
 
 import torch
 
-from arforge.generators.var import VAR_PATCH_NUMS_256, VARConfig, VARGenerator, var_backbone
+from arforge.generators.var import VAR_PATCH_NUMS_256, VAR_PATCH_NUMS_512, VARConfig, VARGenerator, var_backbone
 from arforge.interop.checkpoint_files import read_state_dict
 from arforge.interop.ldm_autoencoder import ldm_architecture, ldm_vae_to_diffusers
 from arforge.pretrained import CheckpointError, load_state_dict_strict
@@ -127,11 +128,15 @@ def load_var_vqvae(path: str | Path, *, patch_nums=None, key: str | None = None,
 # -------------------------------------------------------------------------------------- transformer
 def var_config(state_dict: Mapping[str, torch.Tensor], patch_nums=None, **overrides: Any) -> VARConfig:
     """Read a :class:`VARConfig` off VAR transformer weights (depth, width, heads, vocabulary,
-    classes, shared adaLN); ``patch_nums`` default VAR's 256 px pyramid and must match ``pos_1LC``."""
+    classes, shared adaLN); ``patch_nums`` must match ``pos_1LC`` (default: VAR's 256 or 512 px
+    pyramid, whichever has ``pos_1LC``'s length)."""
     for k in ("word_embed.weight", "class_emb.weight", "pos_1LC", "head.weight"):
         if k not in state_dict:
             raise CheckpointError(f"not a VAR transformer checkpoint: '{k}' is missing")
-    patch_nums = list(patch_nums or VAR_PATCH_NUMS_256)
+    if patch_nums is None:  # VAR's released pyramids are told apart by their length
+        by_length = {sum(p * p for p in pn): pn for pn in (VAR_PATCH_NUMS_256, VAR_PATCH_NUMS_512)}
+        patch_nums = by_length.get(int(state_dict["pos_1LC"].shape[1]), VAR_PATCH_NUMS_256)
+    patch_nums = list(patch_nums)
     L = sum(p * p for p in patch_nums)
     if state_dict["pos_1LC"].shape[1] != L:
         raise CheckpointError(f"pos_1LC has {state_dict['pos_1LC'].shape[1]} positions but patch_nums {patch_nums} give {L}: "

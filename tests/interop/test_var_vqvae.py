@@ -156,3 +156,9 @@ def test_released_var_d16_and_d36s_layouts_map_onto_the_generator_exactly():
             model = VARGenerator(VARConfig(backbone=var_backbone(depth, shared_adaln=shared)))
         converted = convert_var_state_dict({k: torch.zeros(1) for k in keys}, model)
         assert set(converted) == set(model.state_dict()), depth
+    from arforge.interop.var import var_config
+    d36 = {"word_embed.weight": torch.zeros(2304, 32), "class_emb.weight": torch.zeros(1001, 2304), "head.weight": torch.zeros(4096, 2304),
+           "pos_1LC": torch.zeros(1, 2240, 1), "blocks.0.attn.scale_mul_1H11": torch.zeros(1, 36, 1, 1),
+           "blocks.0.ffn.fc1.weight": torch.zeros(4 * 2304, 1), "shared_ada_lin.1.weight": torch.zeros(1)}
+    config = var_config(d36)  # the 512 px pyramid is recognised by its length
+    assert config.patch_nums[-1] == 32 and config.backbone.adaln == "shared" and config.backbone.n_head == 36
