@@ -19,6 +19,7 @@ cumulative ``f_hat`` after scale ``k`` area-downsampled to ``p_{k+1}``) and samp
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -111,45 +112,50 @@ class MultiScaleQuantizer(nn.Module):
             raise ValueError(f"expected latents (B, {self.dim}, {self.patch_nums[-1]}, {self.patch_nums[-1]}) "
                              f"(the last patch size), got {tuple(f_BChw.shape)}")
 
+    def _residual_codes(self, f_BChw: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
+        """The residual loop shared by encoding and training: per scale, the codes ``(B, p_k^2)``,
+        the refined code map ``h_k`` ``(B, C, H, W)`` (differentiable w.r.t. the codebook and
+        ``phi``) and the residual rows ``(B p_k^2, C)`` the codes were chosen for. The residual is
+        detached: code choice never sends gradients anywhere."""
+        self._check_latent(f_BChw)
+        B, C, H, W = f_BChw.shape
+        f_rest = f_BChw.detach().float()
+        indices, maps, residuals = [], [], []
+        for si, pn in enumerate(self.patch_nums):
+            z = F.interpolate(f_rest, size=(pn, pn), mode="area") if si != self.num_scales - 1 else f_rest
+            z_NC = z.permute(0, 2, 3, 1).reshape(-1, C)
+            idx_Bl = self.nearest(z_NC).view(B, pn * pn)
+            h = self._upsampled(si, self.lookup(idx_Bl, pn), H)
+            f_rest = f_rest - h.detach()
+            indices.append(idx_Bl)
+            maps.append(h)
+            residuals.append(z_NC)
+        return indices, maps, residuals
+
     # ------------------------------------------------------------------ encode / decode
     @torch.no_grad()
     def quantize(self, f_BChw: torch.Tensor, return_fhats: bool = False):
         """Residual quantization of ``f`` -> list of int64 ``(B, p_k^2)`` per scale (and, with
         ``return_fhats``, the cumulative ``f_hat`` after every scale)."""
-        self._check_latent(f_BChw)
-        B, C, H, W = f_BChw.shape
-        f_rest = f_BChw.detach().float().clone()
-        f_hat = torch.zeros_like(f_rest)
-        indices, fhats = [], []
-        for si, pn in enumerate(self.patch_nums):
-            z = F.interpolate(f_rest, size=(pn, pn), mode="area") if si != self.num_scales - 1 else f_rest
-            idx_N = self.nearest(z.permute(0, 2, 3, 1).reshape(-1, C))
-            h = self._upsampled(si, self.lookup(idx_N.view(B, pn * pn), pn), H)
-            f_hat.add_(h)
-            f_rest.sub_(h)
-            indices.append(idx_N.view(B, pn * pn))
-            fhats.append(f_hat.clone())
-        return (indices, fhats) if return_fhats else indices
+        indices, maps, _ = self._residual_codes(f_BChw)
+        return (indices, list(itertools.accumulate(maps))) if return_fhats else indices
 
     def indices_to_fhat(self, indices: list[torch.Tensor]) -> torch.Tensor:
         """Per-scale codes -> the reconstructed latent ``f_hat`` ``(B, C, H, W)`` (float32)."""
         side = self.patch_nums[-1]
-        f_hat = None
-        for si, (pn, idx) in enumerate(zip(self.patch_nums, indices)):
-            h = self._upsampled(si, self.lookup(idx, pn).float(), side)
-            f_hat = h if f_hat is None else f_hat + h
-        return f_hat
+        return sum(self._upsampled(si, self.lookup(idx, pn).float(), side)
+                   for si, (pn, idx) in enumerate(zip(self.patch_nums, indices)))
 
     def teacher_forcing_inputs(self, indices: list[torch.Tensor]) -> torch.Tensor:
         """VAR's teacher-forcing input ``(B, L - p_1^2, C)``: for every scale ``k < K``, the
-        cumulative ``f_hat`` after scale ``k`` area-downsampled to ``p_{k+1}``, flattened row-major."""
+        cumulative ``f_hat`` after scale ``k`` area-downsampled to ``p_{k+1}``, flattened row-major
+        (the inputs :meth:`next_input` produces during sampling, from the true codes)."""
         B, side = indices[0].shape[0], self.patch_nums[-1]
         f_hat = torch.zeros(B, self.dim, side, side, device=indices[0].device)
         parts = []
         for si in range(self.num_scales - 1):
-            f_hat = f_hat + self._upsampled(si, self.lookup(indices[si], self.patch_nums[si]).float(), side)
-            nxt = self.patch_nums[si + 1]
-            parts.append(F.interpolate(f_hat, size=(nxt, nxt), mode="area").flatten(2).transpose(1, 2))
+            f_hat, nxt = self.next_input(si, f_hat, self.lookup(indices[si], self.patch_nums[si]).float())
+            parts.append(nxt.flatten(2).transpose(1, 2))
         return torch.cat(parts, dim=1)
 
     def next_input(self, si: int, f_hat: torch.Tensor, h_BChw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -172,29 +178,19 @@ class MultiScaleQuantizer(nn.Module):
     def forward(self, f_BChw: torch.Tensor) -> MultiScaleQuantizerOutput:
         """Training pass: residual quantization with gradients to the codebook and ``phi`` convs
         through ``f_hat`` and to the encoder through the straight-through output."""
-        self._check_latent(f_BChw)
-        B, C, H, W = f_BChw.shape
+        indices, maps, residuals = self._residual_codes(f_BChw)
         f = f_BChw.float()
         f_no_grad = f.detach()
-        f_rest = f_no_grad.clone()
-        f_hat = torch.zeros_like(f_rest)
+        f_hat = torch.zeros_like(f_no_grad)
         loss = f.new_zeros(())
-        indices, residuals = [], []
-        for si, pn in enumerate(self.patch_nums):
-            z = F.interpolate(f_rest, size=(pn, pn), mode="area") if si != self.num_scales - 1 else f_rest
-            z_NC = z.permute(0, 2, 3, 1).reshape(-1, C)
-            idx_N = self.nearest(z_NC)
-            if self.training:
-                self.code_counts_SV[si] += idx_N.bincount(minlength=self.codebook_size).float()
-                residuals.append(z_NC.detach())
-            h = self._upsampled(si, self.lookup(idx_N.view(B, pn * pn), pn), H)
+        for h in maps:
             f_hat = f_hat + h
-            f_rest = f_rest - h.detach()
-            indices.append(idx_N.view(B, pn * pn))
             loss = loss + self.beta * F.mse_loss(f_hat.detach(), f) + F.mse_loss(f_hat, f_no_grad)
-        f_hat_ste = (f_hat.detach() - f_no_grad) + f
-        if residuals:
+        if self.training:
+            for si, idx in enumerate(indices):
+                self.code_counts_SV[si] += idx.flatten().bincount(minlength=self.codebook_size).float()
             self.last_residuals = torch.cat(residuals)
+        f_hat_ste = (f_hat.detach() - f_no_grad) + f
         return MultiScaleQuantizerOutput(f_hat=f_hat_ste, indices=indices, vq_loss=loss / self.num_scales)
 
     @torch.no_grad()
