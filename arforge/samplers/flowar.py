@@ -39,6 +39,18 @@ class FlowARSampler(Sampler):
             return start
         return annealed_steps(si / max(num_scales - 1, 1), start, self.head_steps_end)
 
+    def head_sample(self, head, feat_2BC: torch.Tensor, batch: int, progress: float, steps: int, rng,
+                    stats: SamplerStats) -> torch.Tensor:
+        """Integrate the flow head for rows ``feat[:batch]`` (with ``feat[batch:]`` as the
+        unconditional branch when CFG is on) at guidance ``cfg.scale_at(progress)``; counts the head
+        evaluations and time in ``stats``. Returns tokens ``(batch, *, token_dim)``."""
+        t = time.perf_counter()
+        tokens = head.sample(feat_2BC[:batch], uncond=feat_2BC[batch:] if self.cfg.enabled else None,
+                             cfg=self.cfg.scale_at(progress), steps=steps, temperature=self.temperature, generator=rng)
+        stats.head_time_s += time.perf_counter() - t
+        stats.head_evaluations += head.evaluations_per_sample(steps)
+        return tokens
+
     @torch.no_grad()
     def sample(self, generator, condition, *, generator_rng=None, tokenizer=None, cond_mask=None) -> SampleResult:
         start = time.perf_counter()
@@ -56,13 +68,8 @@ class FlowARSampler(Sampler):
             h = model.decode_scale_hidden(si, x_BlCv, cond_BD, cache)
             stats.forward_passes += 1
             steps = self.steps_at(si, K, model.config.head.sampling_steps)
-            t = time.perf_counter()
-            flat = h[:B].reshape(B * p * p, -1)
-            uncond = h[B:].reshape(B * p * p, -1) if self.cfg.enabled else None
-            z = model.head.sample(flat, uncond=uncond, cfg=self.cfg.scale_at(si / max(K - 1, 1)), steps=steps,
-                                  temperature=self.temperature, generator=generator_rng)
-            stats.head_time_s += time.perf_counter() - t
-            stats.head_evaluations += model.head.evaluations_per_sample(steps)
+            z = self.head_sample(model.head, h.reshape(-1, h.shape[-1]), B * p * p, si / max(K - 1, 1), steps,
+                                 generator_rng, stats)
             z_Bcpp = z.view(B, p, p, -1).permute(0, 3, 1, 2)
             tokens.append(z.view(B, p * p, -1))
             if si < K - 1:

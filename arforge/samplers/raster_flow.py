@@ -36,12 +36,7 @@ class RasterFlowSampler(FlowARSampler):
         stats = SamplerStats(tokens=N, forward_passes=1)
         for i in range(N):
             steps = self.steps_at(i, N, model.config.head.sampling_steps)
-            t = time.perf_counter()
-            tokens_BNc[:, i] = model.head.sample(feat[:B], uncond=feat[B:] if self.cfg.enabled else None,
-                                                 cfg=self.cfg.scale_at(i / N), steps=steps,
-                                                 temperature=self.temperature, generator=generator_rng)
-            stats.head_time_s += time.perf_counter() - t
-            stats.head_evaluations += model.head.evaluations_per_sample(steps)
+            tokens_BNc[:, i] = self.head_sample(model.head, feat, B, i / N, steps, generator_rng, stats)
             stats.accepted_per_step.append(1.0)
             if i < N - 1:
                 fed = tokens_BNc[:, i:i + 1].repeat(cond_all.shape[0] // B, 1, 1)
