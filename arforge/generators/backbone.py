@@ -219,7 +219,8 @@ class TransformerBlock(nn.Module):
     With adaLN (VAR) a condition vector ``cond_BD`` modulates both branches:
     ``x + gamma1 * attn(norm(x) * (1 + scale1) + shift1)`` and the same for the MLP, the six
     ``(B, 1, C)`` vectors in VAR's order ``gamma1, gamma2, scale1, scale2, shift1, shift2``. They
-    come from ``ada_lin`` (SiLU -> Linear(C, 6C)) per block (``adaln="block"``), or, with
+    come from ``ada_lin`` (SiLU -> Linear(C, 6C)) per block (``adaln="block"``; ``cond_BD`` may also be
+    per token, ``(B, T, C)``, giving ``(B, T, C)`` modulations, as xAR's per-cell timesteps), or, with
     ``adaln="shared"``, ``cond_BD`` is already the shared projection ``(B, 1, 6, C)`` and the block
     adds its learned ``ada_gss``.
     """
@@ -244,7 +245,9 @@ class TransformerBlock(nn.Module):
         if cond_BD is None:
             raise ValueError("an adaLN block needs the condition vector cond_BD")
         if self.adaln == "block":
-            mod_B16C = self.ada_lin(cond_BD).view(-1, 1, 6, x.shape[-1])
+            mod_B16C = self.ada_lin(cond_BD).unflatten(-1, (6, x.shape[-1]))
+            if mod_B16C.dim() == 3:  # one condition per sample -> broadcast over tokens
+                mod_B16C = mod_B16C[:, None]
         else:
             mod_B16C = cond_BD + self.ada_gss
         gamma1, gamma2, scale1, scale2, shift1, shift2 = mod_B16C.unbind(2)

@@ -21,7 +21,7 @@ from torch import nn
 from arforge.generators.backbone import Backbone, BackboneConfig
 from arforge.generators.conditioning import CaptionEmbedder, ClassEmbedder
 from arforge.generators.kv_cache import KVCache
-from arforge.generators.orders import Raster
+from arforge.generators.orders import Order, Raster
 from arforge.generators.rope import rope_2d, zero_rope
 from arforge.pretrained import PretrainedMixin, register_model
 
@@ -66,6 +66,9 @@ class RasterGenerator(Backbone, PretrainedMixin):
     config_class = RasterConfig
     model_kind = "generator"
     model_type = "raster"
+    #: decode passes let each query see only slots at or before its own (raster); group-causal
+    #: subclasses (next-block, neighbour) see every valid slot
+    decode_causal = True
 
     def __init__(self, config: RasterConfig):
         super().__init__(config.backbone)
@@ -78,16 +81,21 @@ class RasterGenerator(Backbone, PretrainedMixin):
         self.tok_embeddings = nn.Embedding(config.vocab_size, bcfg.dim)
         self.tok_dropout = nn.Dropout(config.token_dropout_p)
         self.output = nn.Linear(bcfg.dim, config.vocab_size, bias=False)
-        self.order = Raster(config.grid_size)
+        self.order = self.build_order(config)
         rows, cols = self.order.grid_coords()
-        slots_rope = torch.cat([zero_rope(config.cls_token_num, bcfg.head_dim), rope_2d(rows, cols, bcfg.head_dim, bcfg.rope_base)])
+        slots_rope = torch.cat([zero_rope(self.num_prefix, bcfg.head_dim), rope_2d(rows, cols, bcfg.head_dim, bcfg.rope_base)])
         self.register_buffer("rope_slots", slots_rope, persistent=False)
         self.init_weights(bcfg.initializer_range)
         nn.init.zeros_(self.output.weight)
 
+    def build_order(self, config: RasterConfig) -> Order:
+        """The generation order (subclasses swap it: next-block, neighbour)."""
+        return Raster(config.grid_size)
+
     # ------------------------------------------------------------------ properties
     @property
     def num_prefix(self) -> int:
+        """Prefix slots P before the image tokens (condition tokens, plus any start tokens)."""
         return self.config.cls_token_num
 
     @property
@@ -119,7 +127,7 @@ class RasterGenerator(Backbone, PretrainedMixin):
         P = self.num_prefix
         arr = self.order.training_arrangement(P)
         input_idx = arr.input_idx_T.to(tokens_BN.device)
-        x_BLC = torch.cat([self.cls_embedding(cond)[:, :P], self.tok_embeddings(tokens_BN[:, input_idx])], dim=1)
+        x_BLC = torch.cat([self.prefix_embeddings(cond), self.tok_embeddings(tokens_BN[:, input_idx])], dim=1)
         x_BLC = self.tok_dropout(x_BLC)
         L = x_BLC.shape[1]
         rope = self.rope_slots[torch.cat([torch.arange(P, device=input_idx.device), P + input_idx])]
@@ -127,7 +135,28 @@ class RasterGenerator(Backbone, PretrainedMixin):
         if cond_mask_BP is not None:
             mask = self._prefix_padding_mask(cond_mask_BP, L, mask)
         h_BLC = self.run_layers(x_BLC, rope, mask)
-        return self.output(h_BLC[:, arr.target_slot_N.to(h_BLC.device)]).float()
+        return self.read_out(h_BLC, arr)
+
+    def prefix_embeddings(self, cond: torch.Tensor) -> torch.Tensor:
+        """Embeddings ``(B, P, C)`` of the prefix slots."""
+        return self.cls_embedding(cond)[:, :self.config.cls_token_num]
+
+    def head_logits(self, h_BTC: torch.Tensor) -> torch.Tensor:
+        """Float32 logits of output features: ``(..., V)`` (multi-head subclasses add a head dim)."""
+        return self.output(h_BTC).float()
+
+    def read_out(self, h_BLC: torch.Tensor, arr) -> torch.Tensor:
+        """Teacher-forced logits ``(B, N, V)`` of every image token from the trunk outputs."""
+        return self.head_logits(h_BLC[:, arr.target_slot_N.to(h_BLC.device)])
+
+    def select_logits(self, out: torch.Tensor, step) -> torch.Tensor:
+        """Logits ``(B, E, V)`` of the tokens a :class:`DecodeStep` emits, from that pass's outputs
+        (``prefill``: ``(B, V)`` or ``(B, R, V)`` for the last R prefix slots; ``decode``: ``(B, T, V)``).
+        Negative ``source_E`` entries count from the end of the prefill outputs."""
+        if out.dim() == 2:
+            out = out[:, None]
+        rows = step.source_E.to(out.device)
+        return out[:, torch.where(rows < 0, rows + out.shape[1], rows)]
 
     def loss(self, tokens_BN: torch.Tensor, cond: torch.Tensor, cond_mask_BP: torch.Tensor | None = None) -> torch.Tensor:
         """Mean next-token cross-entropy over all image tokens."""
@@ -154,7 +183,7 @@ class RasterGenerator(Backbone, PretrainedMixin):
     def prefill(self, cond: torch.Tensor, cache: KVCache, cond_mask_BP: torch.Tensor | None = None) -> torch.Tensor:
         """Encode the condition prefix into ``cache`` (slots ``0..P-1``); return logits ``(B, V)`` for token 0."""
         P = self.num_prefix
-        x_BPC = self.cls_embedding(cond)[:, :P]
+        x_BPC = self.prefix_embeddings(cond)
         B = x_BPC.shape[0]
         pos_BP = torch.arange(P, device=x_BPC.device)[None].expand(B, P)
         cache.mark_valid(pos_BP)
@@ -166,14 +195,15 @@ class RasterGenerator(Backbone, PretrainedMixin):
         h_BPC = self.run_layers(self.tok_dropout(x_BPC), self.rope_slots[:P], mask, cache, pos_BP)
         if cond_mask_BP is not None:  # later queries must not see padded caption slots
             cache.valid_BL[:, :P] &= cond_mask_BP.bool()
-        return self.output(h_BPC[:, -1]).float()
+        return self.head_logits(h_BPC[:, -1])
 
-    def decode(self, tokens_BT: torch.Tensor, idx_BT: torch.Tensor, cache: KVCache, causal: bool = True,
+    def decode(self, tokens_BT: torch.Tensor, idx_BT: torch.Tensor, cache: KVCache, causal: bool | None = None,
                visible_BTS: torch.Tensor | None = None) -> torch.Tensor:
         """Feed image tokens ``tokens_BT`` at grid indices ``idx_BT`` (raster index, int64 ``(B, T)``).
 
         Their K/V are written to slots ``P + idx`` and each query attends every valid slot at or
-        before its own (``causal``) — slots not generated yet are masked, never read as zeros.
+        before its own (``causal``; default :attr:`decode_causal`) — slots not generated yet are
+        masked, never read as zeros.
         ``visible_BTS`` (bool, ``(B, T, cache.max_len)``) further restricts what each query may see
         (e.g. other rows' unverified drafts fed in the same pass); it is ANDed with that rule.
         Returns float32 logits ``(B, T, V)``; in raster order, ``logits[:, t]`` predicts grid index
@@ -183,11 +213,11 @@ class RasterGenerator(Backbone, PretrainedMixin):
             raise ValueError(f"tokens {tuple(tokens_BT.shape)} and indices {tuple(idx_BT.shape)} must match")
         pos_BT = idx_BT + self.num_prefix
         cache.mark_valid(pos_BT)
-        mask = cache.attention_mask(pos_BT, causal=causal)
+        mask = cache.attention_mask(pos_BT, causal=self.decode_causal if causal is None else causal)
         if visible_BTS is not None:
             if visible_BTS.shape != (*pos_BT.shape, cache.max_len):
                 raise ValueError(f"visible_BTS must have shape {(*pos_BT.shape, cache.max_len)}, got {tuple(visible_BTS.shape)}")
             mask = mask & visible_BTS[:, None]
         x_BTC = self.tok_dropout(self.tok_embeddings(tokens_BT))
         h_BTC = self.run_layers(x_BTC, self.rope_slots[pos_BT], mask, cache, pos_BT)
-        return self.output(h_BTC).float()
+        return self.head_logits(h_BTC)

@@ -2,7 +2,7 @@
 
 Public API: :class:`Sampler`, :func:`register_sampler`, :func:`build_sampler`, :class:`SampleResult`,
 :class:`SamplerStats`, :class:`LogitsPipeline`, :class:`CFGSchedule`; built-in: ``ar``, ``sjd``,
-``sjd_lantern``, ``zipar``, ``zipar_sjd``, ``mar``, ``var``, ``flowar``, ``raster_flow``. The shared speculative rule is :func:`arforge.samplers.speculative.verify`.
+``sjd_lantern``, ``zipar``, ``zipar_sjd``, ``mar``, ``var``, ``flowar``, ``raster_flow``, ``xar``. The shared speculative rule is :func:`arforge.samplers.speculative.verify`.
 """
 
 from arforge.samplers.ar import ARSampler
@@ -18,8 +18,9 @@ from arforge.samplers.speculative import verify
 from arforge.samplers.zipar import ZipARSampler, zipar_schedule
 from arforge.samplers.var import VARSampler
 from arforge.samplers.zipar_sjd import ZipARSJDSampler
+from arforge.samplers.xar import XARSampler
 
 __all__ = [
-    "ARSampler", "CFGSchedule", "FlowARSampler", "LanternRelaxation", "LogitsPipeline", "MARSampler", "RasterFlowSampler", "SJDLanternSampler", "SJDSampler", "VARSampler", "ZipARSampler", "ZipARSJDSampler", "zipar_schedule", "SAMPLERS", "SampleResult", "Sampler", "SamplerStats",
+    "ARSampler", "CFGSchedule", "FlowARSampler", "LanternRelaxation", "LogitsPipeline", "MARSampler", "RasterFlowSampler", "SJDLanternSampler", "SJDSampler", "VARSampler", "XARSampler", "ZipARSampler", "ZipARSJDSampler", "zipar_schedule", "SAMPLERS", "SampleResult", "Sampler", "SamplerStats",
     "Temperature", "TopK", "TopP", "build_sampler", "register_sampler", "sample_from_probs", "verify",
 ]

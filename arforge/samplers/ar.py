@@ -57,16 +57,14 @@ class ARSampler(Sampler):
         done = 0
         for step in generator.order.decode_schedule():
             if step.feed_T.numel() == 0:
-                logits = generator.prefill(cond_all, cache, mask_all)[:, None]
-                rows = torch.zeros_like(step.source_E)
+                out = generator.prefill(cond_all, cache, mask_all)
             else:
                 feed_T = step.feed_T.to(device)
                 fed_BT = tokens_BN[:, feed_T]
                 if self.cfg.enabled:
                     fed_BT = torch.cat([fed_BT, fed_BT])
-                logits = generator.decode(fed_BT, feed_T[None].expand(fed_BT.shape[0], -1), cache)
-                rows = step.source_E
-            guided = guided_logits(logits[:, rows.to(device)], B, self.cfg, done / N)
+                out = generator.decode(fed_BT, feed_T[None].expand(fed_BT.shape[0], -1), cache)
+            guided = guided_logits(generator.select_logits(out, step), B, self.cfg, done / N)
             tokens_BN[:, step.emit_E.to(device)] = self.logits.sample(guided, generator_rng)
             done += step.emit_E.numel()
             stats.forward_passes += 1

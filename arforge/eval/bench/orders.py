@@ -6,8 +6,8 @@ default sampler (or ``--options NAME:sampler=...``) under the shared CFG / logit
 linearly over scales); any other key is an option of the model's sampler (``flowar:head_steps=5``).
 The same directory may appear under several names with different options. Per model: parameters,
 forward passes per image, wall time per image at each ``--batch-sizes`` entry (warm-up excluded),
-speed-up over the first model measured in the same run, head evaluations and head time
-(continuous-token heads), FID against ``--ref`` and MNIST class accuracy. Writes ``bench.json`` and
+speed-up over the first model measured in the same run, head evaluations per sampling call (sequential
+network evaluations of a continuous-token head, each over all tokens of its step) and head time, FID against ``--ref`` and MNIST class accuracy. Writes ``bench.json`` and
 ``bench.md``.
 
     arforge bench orders --models raster=runs/quickstart/generator var=runs/mnist_var/generator \\
@@ -66,14 +66,15 @@ def parse_models(models: list[str], options: list[str]) -> list[dict[str, Any]]:
 
 
 def markdown_table(rows: list[dict[str, Any]], batch_sizes: list[int]) -> str:
-    head = ["model", "family", "sampler", "params (M)", "tokens", "passes/img"]
+    head = ["model", "family", "sampler", "params (M)", "tokens", "passes/img", "head evals/call"]
     head += [f"s/img @bs{b}" for b in batch_sizes] + [f"speed-up @bs{b}" for b in batch_sizes]
     head += [f"head s/img @bs{b}" for b in batch_sizes] + ["FID", "class acc"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         first = row["speed"][str(batch_sizes[0])]
         cells = [row["name"], row["family"], f"`{row['sampler']}`", f"{row['params_m']:.2f}", str(row["num_tokens"]),
-                 f"{first['forward_passes_per_image']:.1f}"]
+                 f"{first['forward_passes_per_image']:.1f}",
+                 f"{first['head_evaluations_per_call']:.0f}" if "head_evaluations_per_call" in first else "-"]
         cells += [f"{row['speed'][str(b)]['wall_time_per_image_s']:.4f}" for b in batch_sizes]
         cells += [f"{row['speed'][str(b)]['speedup_vs_first']:.2f}x" for b in batch_sizes]
         cells += [f"{row['speed'][str(b)]['head_time_per_image_s']:.4f}" if "head_time_per_image_s" in row["speed"][str(b)]

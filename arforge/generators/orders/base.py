@@ -43,11 +43,15 @@ class TrainingArrangement:
         input_idx_T: image-token indices fed after the prefix (their slots are ``P..P+T-1``).
         target_slot_N: for image token ``i``, the sequence slot whose output predicts it.
         mask_LL: boolean attention mask over the ``L = P + T`` slots, or ``None`` for causal.
+        head_slots_NH: orders with several direction heads (neighbour order): the slot whose head
+            ``h`` output predicts token ``i``, ``-1`` where head ``h`` does not reach it; ``None``
+            for single-head orders.
     """
 
     input_idx_T: torch.Tensor
     target_slot_N: torch.Tensor
     mask_LL: torch.Tensor | None
+    head_slots_NH: torch.Tensor | None = None
 
 
 class Order(abc.ABC):
