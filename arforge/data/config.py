@@ -35,7 +35,8 @@ class DataConfig:
     ``none``). ``tokenizer`` + ``source``: build a token cache of ``source`` with that tokenizer.
     ``augment_views`` > 1 turns every training image into that many deterministic views (the
     original + copies shifted by up to ``augment_max_shift`` pixels); evaluation data is never
-    augmented. Used on a token cache's ``source`` it multiplies the cached codes.
+    augmented. Used on a token cache's ``source`` it multiplies the cached codes. ``num_frames``:
+    frames per clip of video datasets (``moving_mnist``, ``video_folder``).
     """
 
     name: str = "mnist"
@@ -53,6 +54,7 @@ class DataConfig:
     source: Optional["DataConfig"] = None
     augment_views: int = 1
     augment_max_shift: int = 2
+    num_frames: int = 8
 
     def __post_init__(self) -> None:
         if self.channels not in (1, 3):
@@ -67,5 +69,7 @@ class DataConfig:
             raise ValueError(f"augment_views must be >= 1 (1 = no augmentation), got {self.augment_views}")
         if self.augment_max_shift < 0:
             raise ValueError(f"augment_max_shift must be >= 0 pixels, got {self.augment_max_shift}")
+        if self.num_frames < 1:
+            raise ValueError(f"num_frames must be >= 1, got {self.num_frames}")
         if self.limit < 0:
             raise ValueError(f"limit must be >= 0 (0 = every item), got {self.limit}")

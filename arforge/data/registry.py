@@ -30,6 +30,8 @@ from arforge.data.config import DataConfig
 from arforge.data.errors import DataError
 from arforge.data.folder import ImageFolder
 from arforge.data.mnist import MNIST
+from arforge.data.moving_mnist import MovingMNIST
+from arforge.data.video_folder import VideoFolder
 from arforge.data.latent_cache import LatentDataset, build_latent_cache, read_latent_cache_metadata
 from arforge.data.token_cache import TokenDataset, build_token_cache, cache_fingerprint, read_cache_metadata
 from arforge.registry import Registry
@@ -95,6 +97,8 @@ def data_info(dataset: Dataset) -> dict[str, Any]:
         "channels": getattr(base, "channels", None),
         "num_classes": int(getattr(base, "num_classes", 1)),
     }
+    if hasattr(base, "num_frames"):
+        info["num_frames"] = int(base.num_frames)
     if hasattr(base, "codebook_size"):
         info["codebook_size"] = int(base.codebook_size)
         info["grid_shape"] = [int(s) for s in base.grid_shape]
@@ -111,6 +115,19 @@ def _mnist(cfg: DataConfig, split: str, **_: Any) -> Dataset:
     if split not in ("train", "val", "all"):
         raise DataError(f"the mnist dataset has splits 'train', 'val' and 'all', not '{split}' (data.split / data.val_split)")
     return MNIST(split, image_size=cfg.image_size, channels=cfg.channels)  # type: ignore[arg-type]
+
+
+@DATASETS.register("moving_mnist")
+def _moving_mnist(cfg: DataConfig, split: str, **_: Any) -> Dataset:
+    if split not in ("train", "val", "all"):
+        raise DataError(f"the moving_mnist dataset has splits 'train', 'val' and 'all', not '{split}' (data.split / data.val_split)")
+    return MovingMNIST(split, num_frames=cfg.num_frames, canvas=cfg.image_size, channels=cfg.channels)  # type: ignore[arg-type]
+
+
+@DATASETS.register("video_folder")
+def _video_folder(cfg: DataConfig, split: str, **_: Any) -> Dataset:
+    path = _split_path(cfg, split, "video folder")
+    return VideoFolder(path, num_frames=cfg.num_frames, image_size=cfg.image_size, channels=cfg.channels)
 
 
 def _split_path(cfg: DataConfig, split: str, what: str) -> Path:

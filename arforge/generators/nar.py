@@ -4,8 +4,9 @@ The raster generator (:class:`~arforge.generators.raster.RasterGenerator`) drive
 :class:`~arforge.generators.orders.Neighbor` order: tokens in waves of equal ``row + col``, each wave
 in one forward pass (``h + w - 1`` passes), the proximity mask over raster-ordered inputs, and two
 dimension-oriented heads: ``output`` predicts the right neighbour, ``output_below`` the neighbour
-below; a token's logits average the heads that reach it. NAR puts one extra transformer block in
-front of its below head; here both heads read the shared trunk output (a linear head each).
+below and, on a ``(t, h, w)`` video grid, ``output_time`` the same cell in the next frame; a token's
+logits average the heads that reach it. NAR puts one extra transformer block in front of its below
+head; here every head reads the shared trunk output (a linear head each).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def average_heads(logits_BEHV: torch.Tensor, use_EH: torch.Tensor) -> torch.Tens
 
 @register_model
 class NARGenerator(RasterGenerator):
-    """Class-conditional neighbour-order generator with right/below heads."""
+    """Class-conditional neighbour-order generator with one direction head per grid dimension."""
 
     config_class = NARConfig
     model_type = "nar"
@@ -50,24 +51,30 @@ class NARGenerator(RasterGenerator):
         super().__init__(config)
         self.output_below = nn.Linear(config.backbone.dim, config.vocab_size, bias=False)
         nn.init.zeros_(self.output_below.weight)
+        if len(config.grid_size) == 3:
+            self.output_time = nn.Linear(config.backbone.dim, config.vocab_size, bias=False)
+            nn.init.zeros_(self.output_time.weight)
+
+    def direction_heads(self) -> list[nn.Module]:
+        """Head ``k`` predicts the neighbour along grid dimension ``-1 - k`` (right, below, next frame)."""
+        heads = [self.output, self.output_below]
+        return heads + [self.output_time] if hasattr(self, "output_time") else heads
 
     def build_order(self, config: NARConfig) -> Order:
         return Neighbor(config.grid_size)
 
     def head_logits(self, h_BTC: torch.Tensor) -> torch.Tensor:
-        """Float32 ``(..., 2, V)``: right-neighbour and below-neighbour logits."""
-        return torch.stack([self.output(h_BTC), self.output_below(h_BTC)], dim=-2).float()
+        """Float32 ``(..., H, V)``: the logits of every direction head."""
+        return torch.stack([head(h_BTC) for head in self.direction_heads()], dim=-2).float()
 
     def read_out(self, h_BLC: torch.Tensor, arr) -> torch.Tensor:
         slots_NH = arr.head_slots_NH.to(h_BLC.device)
-        use_NH = slots_NH >= 0
-        right = self.output(h_BLC[:, slots_NH[:, 0].clamp_min(0)])
-        below = self.output_below(h_BLC[:, slots_NH[:, 1].clamp_min(0)])
-        return average_heads(torch.stack([right, below], dim=2).float(), use_NH)
+        per_head = [head(h_BLC[:, slots_NH[:, k].clamp_min(0)]) for k, head in enumerate(self.direction_heads())]
+        return average_heads(torch.stack(per_head, dim=2).float(), slots_NH >= 0)
 
     def select_logits(self, out: torch.Tensor, step) -> torch.Tensor:
-        """Prefill ``(B, 2, V)``: both heads at the last prefix slot predict token ``(0, 0)``.
-        Decode ``(B, T, 2, V)``: each emitted token averages the heads whose source row is ``>= 0``."""
+        """Prefill ``(B, H, V)``: every head at the last prefix slot predicts the first token.
+        Decode ``(B, T, H, V)``: each emitted token averages the heads whose source row is ``>= 0``."""
         if out.dim() == 3:
             return out.mean(1, keepdim=True)
         src_EH = step.source_E.to(out.device)

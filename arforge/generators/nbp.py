@@ -25,19 +25,20 @@ from arforge.pretrained import register_model
 
 @dataclass
 class NBPConfig(RasterConfig):
-    """:class:`RasterConfig` plus ``block_size`` ``(bh, bw)``: the token tile emitted per pass
-    (``[1, w]`` = a row, ``[k, w]`` = k rows, ``[h, w]`` = the whole grid, or any 2D tile)."""
+    """:class:`RasterConfig` plus ``block_size``: the token tile emitted per pass, one side per grid
+    dimension (``[1, w]`` = a row, ``[k, w]`` = k rows, ``[h, w]`` = the whole image, any 2D tile;
+    for a ``(t, h, w)`` video grid ``[1, h, w]`` = a frame, ``[1, 1, w]`` = a row, or a 3D tile)."""
 
-    block_size: tuple[int, int] = (1, 16)
+    block_size: tuple[int, ...] = (1, 16)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.condition != "class":
             raise ConfigError("nbp supports class conditioning only (condition: class)")
-        bh, bw = self.block_size
-        h, w = self.grid_size
-        if bh < 1 or bw < 1 or h % bh or w % bw:
-            raise ConfigError(f"NBPConfig.block_size={list(self.block_size)} must tile the {h}x{w} token grid")
+        grid, block = tuple(self.grid_size), tuple(self.block_size)
+        if len(block) != len(grid) or min(block) < 1 or any(g % b for g, b in zip(grid, block)):
+            raise ConfigError(f"NBPConfig.block_size={list(block)} must tile the {'x'.join(map(str, grid))} token grid "
+                              "(one side per grid dimension)")
 
 
 @register_model
@@ -59,8 +60,7 @@ class NBPGenerator(RasterGenerator):
 
     @property
     def num_prefix(self) -> int:
-        bh, bw = self.config.block_size
-        return self.config.cls_token_num + bh * bw - 1
+        return self.config.cls_token_num + int(torch.tensor(self.config.block_size).prod()) - 1
 
     def prefix_embeddings(self, cond: torch.Tensor) -> torch.Tensor:
         cls_B1C = self.cls_embedding(cond)[:, :1]

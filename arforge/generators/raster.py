@@ -22,7 +22,7 @@ from arforge.generators.backbone import Backbone, BackboneConfig
 from arforge.generators.conditioning import CaptionEmbedder, ClassEmbedder
 from arforge.generators.kv_cache import KVCache
 from arforge.generators.orders import Order, Raster
-from arforge.generators.rope import rope_2d, zero_rope
+from arforge.generators.rope import rope_grid, zero_rope
 from arforge.pretrained import PretrainedMixin, register_model
 
 
@@ -32,7 +32,8 @@ class RasterConfig:
 
     Attributes:
         vocab_size: codebook size of the tokenizer.
-        grid_size: token grid ``(h, w)``; LlamaGen's ``block_size`` is ``h * w``.
+        grid_size: token grid ``(h, w)``, or ``(t, h, w)`` for videos (3D RoPE); LlamaGen's
+            ``block_size`` is ``h * w``.
         condition: ``"class"`` (label prefix of 1 token) or ``"caption"`` (text features prefix).
         num_classes: number of classes (a null class is added when ``class_dropout_prob > 0``).
         class_dropout_prob: probability of dropping the condition in training (enables CFG).
@@ -43,7 +44,7 @@ class RasterConfig:
     """
 
     vocab_size: int = 1024
-    grid_size: tuple[int, int] = (16, 16)
+    grid_size: tuple[int, ...] = (16, 16)
     condition: Literal["class", "caption"] = "class"
     num_classes: int = 1000
     class_dropout_prob: float = 0.1
@@ -55,7 +56,7 @@ class RasterConfig:
     def __post_init__(self) -> None:
         if self.condition == "class" and self.cls_token_num != 1:
             raise ValueError("class conditioning uses exactly one prefix token: set cls_token_num: 1")
-        if min(self.grid_size) < 1 or self.vocab_size < 2:
+        if len(self.grid_size) not in (2, 3) or min(self.grid_size) < 1 or self.vocab_size < 2:
             raise ValueError(f"invalid grid_size={self.grid_size} or vocab_size={self.vocab_size}")
 
 
@@ -82,8 +83,8 @@ class RasterGenerator(Backbone, PretrainedMixin):
         self.tok_dropout = nn.Dropout(config.token_dropout_p)
         self.output = nn.Linear(bcfg.dim, config.vocab_size, bias=False)
         self.order = self.build_order(config)
-        rows, cols = self.order.grid_coords()
-        slots_rope = torch.cat([zero_rope(self.num_prefix, bcfg.head_dim), rope_2d(rows, cols, bcfg.head_dim, bcfg.rope_base)])
+        slots_rope = torch.cat([zero_rope(self.num_prefix, bcfg.head_dim),
+                                rope_grid(self.order.grid_coords(), bcfg.head_dim, bcfg.rope_base)])
         self.register_buffer("rope_slots", slots_rope, persistent=False)
         self.init_weights(bcfg.initializer_range)
         nn.init.zeros_(self.output.weight)

@@ -1,4 +1,4 @@
-"""Rotary position embeddings (1D and 2D) as explicit per-position cos/sin tables.
+"""Rotary position embeddings (1D, 2D and 3D) as explicit per-position cos/sin tables.
 
 Tables have shape ``(L, head_dim // 2, 2)`` holding ``(cos, sin)`` per rotated pair. Pairs are
 *interleaved* (GPT-J style: dims ``2j`` and ``2j+1`` rotate together), as in LlamaGen. Positions
@@ -35,6 +35,31 @@ def rope_2d(rows_L: torch.Tensor, cols_L: torch.Tensor, head_dim: int, base: flo
     freqs = rope_frequencies(half // 2, half, base)
     angles = torch.cat([rows_L.float()[:, None] * freqs, cols_L.float()[:, None] * freqs], dim=-1)
     return torch.stack([angles.cos(), angles.sin()], dim=-1)
+
+
+def rope_3d(frames_L: torch.Tensor, rows_L: torch.Tensor, cols_L: torch.Tensor, head_dim: int,
+            base: float = 10000.0) -> torch.Tensor:
+    """Table ``(L, head_dim // 2, 2)`` for video tokens: the rotated pairs are split into three
+    groups (frame, row, column; the frame group takes the remainder), each with its own frequencies
+    ``base ** (-2j / (2 * group_pairs))``."""
+    if head_dim % 2:
+        raise ValueError(f"3D RoPE needs an even head_dim, got {head_dim}")
+    pairs = head_dim // 2
+    if pairs < 3:
+        raise ValueError(f"3D RoPE needs head_dim >= 6, got {head_dim}")
+    spatial = pairs // 3
+    groups = [(frames_L, pairs - 2 * spatial), (rows_L, spatial), (cols_L, spatial)]
+    angles = torch.cat([pos.float()[:, None] * rope_frequencies(n, 2 * n, base) for pos, n in groups], dim=-1)
+    return torch.stack([angles.cos(), angles.sin()], dim=-1)
+
+
+def rope_grid(coords: tuple[torch.Tensor, ...], head_dim: int, base: float = 10000.0) -> torch.Tensor:
+    """:func:`rope_2d` for ``(row, col)`` coordinates, :func:`rope_3d` for ``(frame, row, col)``."""
+    if len(coords) == 2:
+        return rope_2d(*coords, head_dim, base)
+    if len(coords) == 3:
+        return rope_3d(*coords, head_dim, base)
+    raise ValueError(f"grid RoPE takes 2 or 3 coordinates per token, got {len(coords)}")
 
 
 def zero_rope(length: int, head_dim: int) -> torch.Tensor:

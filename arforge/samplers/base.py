@@ -157,8 +157,7 @@ class Sampler(abc.ABC):
     @staticmethod
     def finish(tokens_BN: torch.Tensor, generator: torch.nn.Module, stats: SamplerStats, tokenizer=None) -> SampleResult:
         """Reshape tokens to the grid and decode them with ``tokenizer`` (timed) if given."""
-        h, w = generator.order.grid_hw
-        tokens_Bhw = tokens_BN.view(-1, h, w)
+        tokens_Bhw = tokens_BN.view(-1, *generator.order.grid_shape)
         images = None
         if tokenizer is not None:
             start = time.perf_counter()

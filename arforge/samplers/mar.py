@@ -5,6 +5,9 @@ then denoises *all* tokens unmasked in that step in one batched head call. The c
 (:meth:`MaskedRandomOrder.unmask_schedule`) fixes how many tokens each step emits; the order is a
 random permutation per image drawn from ``generator_rng``. With a ``linear`` CFG schedule the scale
 ramps with the fraction of tokens known after the step, as MAR's ``cfg_schedule="linear"``.
+With ``head_steps_end`` the head's diffusion steps fall linearly from ``head_steps`` (first step) to
+``head_steps_end`` as the image fills in (DiSA annealing: later tokens are pinned down by the known
+ones, so they need fewer denoising steps).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import time
 
 import torch
 
+from arforge.generators.heads.flow import annealed_steps
 from arforge.samplers.base import Sampler, SamplerStats, SampleResult, register_sampler
 from arforge.samplers.cfg import CFGSchedule
 
@@ -21,13 +25,15 @@ from arforge.samplers.cfg import CFGSchedule
 class MARSampler(Sampler):
     """Args: ``num_iter`` trunk passes (MAR: 64 demo / 256 paper), ``cfg`` (schedule or scale),
     ``temperature`` of the head's injected noise, ``head_steps`` (respaced diffusion steps; ``None``
-    keeps the head's configured count)."""
+    keeps the head's configured count), ``head_steps_end`` (DiSA: anneal to this many steps)."""
 
     def __init__(self, num_iter: int = 64, cfg: CFGSchedule | float = 1.0, temperature: float = 1.0,
-                 head_steps: int | None = None):
+                 head_steps: int | None = None, head_steps_end: int | None = None):
         if num_iter < 1:
             raise ValueError(f"num_iter must be >= 1, got {num_iter}")
-        self.num_iter, self.temperature, self.head_steps = num_iter, temperature, head_steps
+        if (head_steps is not None and head_steps < 1) or (head_steps_end is not None and head_steps_end < 1):
+            raise ValueError("head_steps and head_steps_end must be >= 1")
+        self.num_iter, self.temperature, self.head_steps, self.head_steps_end = num_iter, temperature, head_steps, head_steps_end
         self.cfg = cfg if isinstance(cfg, CFGSchedule) else CFGSchedule(scale=float(cfg))
 
     @torch.no_grad()
@@ -37,14 +43,13 @@ class MARSampler(Sampler):
         device = model.fake_latent.device
         labels = condition.to(device)
         configured_steps = model.diffloss.sample_diffusion.num_steps
-        if self.head_steps is not None:
-            model.diffloss.set_sampling_steps(self.head_steps)
+        first_steps = self.head_steps or configured_steps
         try:
-            return self._sample(model, labels, device, start, generator_rng, tokenizer)
+            return self._sample(model, labels, device, start, generator_rng, tokenizer, first_steps)
         finally:
             model.diffloss.set_sampling_steps(configured_steps)
 
-    def _sample(self, model, labels, device, start, generator_rng, tokenizer) -> SampleResult:
+    def _sample(self, model, labels, device, start, generator_rng, tokenizer, first_steps: int) -> SampleResult:
         B, N, d = labels.shape[0], model.num_tokens, model.config.token_dim
         order = model.order
         orders_BN = order.sample_orders(B, generator_rng, device)
@@ -64,6 +69,10 @@ class MARSampler(Sampler):
             emit = mask_BN.bool() & ~mask_next.bool()
             idx = emit.nonzero(as_tuple=True)
             if idx[0].numel():
+                known = N - int(mask_BN[0].sum())
+                steps = first_steps if self.head_steps_end is None else annealed_steps(known / N, first_steps, self.head_steps_end)
+                if steps != model.diffloss.sample_diffusion.num_steps:
+                    model.diffloss.set_sampling_steps(steps)
                 t = time.perf_counter()
                 scale = self.cfg.scale_at((N - mask_len) / N)
                 tokens_BNd[idx] = model.diffloss.sample(

@@ -70,3 +70,24 @@ def test_average_heads_ignores_unused_heads():
     logits = torch.tensor([[[[1.0, 3.0], [5.0, 7.0]], [[2.0, 2.0], [100.0, 100.0]]]])  # (B=1, E=2, H=2, V=2)
     use = torch.tensor([[True, True], [True, False]])
     torch.testing.assert_close(average_heads(logits, use), torch.tensor([[[3.0, 5.0], [2.0, 2.0]]]))
+
+
+def test_video_grid_uses_a_time_head_and_decodes_like_teacher_forcing():
+    gen = NARGenerator(NARConfig(vocab_size=11, grid_size=(2, 3, 3), num_classes=3, backbone=BackboneConfig(dim=48, n_layer=2, n_head=2, multiple_of=16)))
+    torch.manual_seed(0)
+    for p in gen.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    gen.eval()
+    assert len(gen.direction_heads()) == 3
+    tokens, labels = torch.randint(0, 11, (2, 18)), torch.tensor([0, 1])
+    with torch.no_grad():
+        full = gen(tokens, labels)
+        cache = gen.new_cache(2)
+        decoded = torch.zeros_like(full)
+        for step in gen.order.decode_schedule():
+            out = gen.prefill(labels, cache) if step.feed_T.numel() == 0 else gen.decode(
+                tokens[:, step.feed_T], step.feed_T[None].expand(2, -1), cache)
+            decoded[:, step.emit_E] = gen.select_logits(out, step)
+    torch.testing.assert_close(decoded, full, atol=1e-5, rtol=1e-5)
+    res = build_sampler("ar").sample(gen, labels, generator_rng=torch.Generator().manual_seed(0))
+    assert res.tokens.shape == (2, 2, 3, 3) and res.stats.forward_passes == 2 + 3 + 3 - 2

@@ -88,3 +88,10 @@ def test_config_rejects_blocks_that_do_not_tile_and_captions():
 def test_sjd_refuses_a_next_block_model():
     with pytest.raises(ValueError, match="raster"):
         build_sampler("sjd").sample(nbp(), torch.tensor([0]))
+
+
+def test_frame_blocks_on_a_video_grid():
+    gen = randomised(NBPGenerator(NBPConfig(vocab_size=13, grid_size=(3, 2, 4), num_classes=3, block_size=(1, 2, 4),
+                                            backbone=BackboneConfig(dim=48, n_layer=2, n_head=2, multiple_of=16))))
+    res = build_sampler("ar", cfg=2.0).sample(gen, torch.tensor([0, 2]), generator_rng=torch.Generator().manual_seed(0))
+    assert res.tokens.shape == (2, 3, 2, 4) and res.stats.forward_passes == 3

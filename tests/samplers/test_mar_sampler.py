@@ -54,3 +54,15 @@ def test_sampler_specs_parse_and_pass_only_accepted_defaults():
         parse_sampler_spec("nope:x=1")
     with pytest.raises(ValueError, match="no option"):
         build_sampler_with_defaults("mar:window=3")
+
+
+def test_disa_annealing_lowers_head_steps_as_the_image_fills_in(tiny_mar):
+    model = tiny_mar().eval()
+    N = model.num_tokens
+    known_before = [0] + [N - m for m in model.order.unmask_schedule(4)][:-1]
+    expected = [max(1, round(8 + (2 - 8) * k / N)) for k in known_before]
+    out = build_sampler("mar", num_iter=4, head_steps=8, head_steps_end=2).sample(
+        model, torch.tensor([0, 1]), generator_rng=torch.Generator().manual_seed(0))
+    assert expected[0] == 8 and expected[-1] < 8
+    assert out.stats.head_evaluations == sum(expected)
+    assert model.diffloss.sample_diffusion.num_steps == 10  # the configured steps are restored

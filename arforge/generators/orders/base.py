@@ -55,19 +55,32 @@ class TrainingArrangement:
 
 
 class Order(abc.ABC):
-    """A generation order over a ``(h, w)`` token grid."""
+    """A generation order over a token grid: ``(h, w)`` for images or ``(t, h, w)`` for videos.
 
-    def __init__(self, grid_hw: tuple[int, int]):
-        self.grid_hw = (int(grid_hw[0]), int(grid_hw[1]))
+    Tokens are indexed in raster order over the whole grid (frame by frame for videos).
+    ``grid_shape`` is the full shape; ``grid_hw`` its last two (spatial) sides.
+    """
+
+    def __init__(self, grid_shape: tuple[int, ...]):
+        shape = tuple(int(s) for s in grid_shape)
+        if len(shape) not in (2, 3) or min(shape) < 1:
+            raise ValueError(f"a token grid is (h, w) or (t, h, w) of positive sizes, got {list(grid_shape)}")
+        self.grid_shape = shape
+        self.grid_hw = shape[-2:]
 
     @property
     def num_tokens(self) -> int:
-        return self.grid_hw[0] * self.grid_hw[1]
+        return int(torch.tensor(self.grid_shape).prod())
 
-    def grid_coords(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Row and column (int64 ``(N,)``) of every image token, tokens indexed in raster order."""
+    def grid_coords(self) -> tuple[torch.Tensor, ...]:
+        """Coordinates (int64 ``(N,)`` each) of every token, raster-indexed: ``(row, col)`` for an
+        image grid, ``(frame, row, col)`` for a video grid."""
         idx = torch.arange(self.num_tokens)
-        return idx // self.grid_hw[1], idx % self.grid_hw[1]
+        coords = []
+        for size in reversed(self.grid_shape):
+            coords.append(idx % size)
+            idx = idx // size
+        return tuple(reversed(coords))
 
     @abc.abstractmethod
     def training_arrangement(self, num_prefix: int) -> TrainingArrangement:

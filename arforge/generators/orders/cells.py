@@ -13,23 +13,19 @@ import torch
 
 from arforge.generators.orders.base import DecodeStep, TrainingArrangement
 from arforge.generators.orders.grouped import GroupedOrder, prefix_groups
+from arforge.generators.orders.next_block import check_tile, tile_groups
 
 
 class Cells(GroupedOrder):
-    """``Cells(grid_hw, cell_hw)``; ``cell_hw`` must tile the grid (xAR: 8x8 cells of a 16x16 latent)."""
+    """``Cells(grid_shape, cell_shape)``; the cells must tile the grid (xAR: 8x8 cells of a 16x16 latent)."""
 
-    def __init__(self, grid_hw: tuple[int, int], cell_hw: tuple[int, int]):
-        super().__init__(grid_hw)
-        ch, cw = (int(s) for s in cell_hw)
-        h, w = self.grid_hw
-        if ch < 1 or cw < 1 or h % ch or w % cw:
-            raise ValueError(f"cells {ch}x{cw} must tile the {h}x{w} grid")
-        self.cell_hw = (ch, cw)
+    def __init__(self, grid_shape: tuple[int, ...], cell_shape: tuple[int, ...]):
+        super().__init__(grid_shape)
+        self.cell_shape = check_tile(self.grid_shape, cell_shape, "cells")
+        self.cell_hw = self.cell_shape[-2:]
 
     def token_groups(self) -> torch.Tensor:
-        rows, cols = self.grid_coords()
-        ch, cw = self.cell_hw
-        return (rows // ch) * (self.grid_hw[1] // cw) + cols // cw
+        return tile_groups(self, self.cell_shape)
 
     def training_arrangement(self, num_prefix: int = 0) -> TrainingArrangement:
         """Every token fed at slot ``P + i`` and read back at the same slot."""

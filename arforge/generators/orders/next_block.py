@@ -1,8 +1,8 @@
 """Next-block order (NBP): a block of tokens per step, bidirectional inside a block, causal across.
 
-Blocks are ``(bh, bw)`` tiles of the grid, visited in raster order over tiles; a row block is
-``(1, w)``, ``k`` rows ``(k, w)``, the whole grid ``(h, w)``, a 2D tile anything in between (NBP
-itself only tried rows). Targets are **block-shifted**: token ``j`` of block ``k + 1`` (``j`` in
+Blocks are ``(bh, bw)`` tiles of an image grid (``(bt, bh, bw)`` of a video grid), visited in
+raster order over tiles; a row block is ``(1, w)``, ``k`` rows ``(k, w)``, the whole grid ``(h, w)``,
+a frame ``(1, h, w)``, a 2D/3D tile anything in between (NBP itself only tried rows). Targets are **block-shifted**: token ``j`` of block ``k + 1`` (``j`` in
 row-major order inside the tile) is predicted by the output at token ``j`` of block ``k``; block 0
 is predicted by the last ``b`` prefix slots (the condition's last token plus ``b - 1`` learned start
 tokens, NBP's "block of BOS tokens"), so decoding takes ``N / b`` passes. ``NextBlock(grid, (1, 1))``
@@ -17,32 +17,44 @@ from arforge.generators.orders.base import DecodeStep, TrainingArrangement
 from arforge.generators.orders.grouped import GroupedOrder, prefix_groups
 
 
-class NextBlock(GroupedOrder):
-    """``NextBlock(grid_hw, block_hw)``; ``block_hw`` must tile the grid."""
+def tile_groups(order, tile: tuple[int, ...]) -> torch.Tensor:
+    """Index of the tile holding each token, tiles of shape ``tile`` visited in raster order."""
+    group = torch.zeros(order.num_tokens, dtype=torch.long)
+    for coord, size, side in zip(order.grid_coords(), order.grid_shape, tile):
+        group = group * (size // side) + coord // side
+    return group
 
-    def __init__(self, grid_hw: tuple[int, int], block_hw: tuple[int, int]):
-        super().__init__(grid_hw)
-        bh, bw = (int(s) for s in block_hw)
-        h, w = self.grid_hw
-        if bh < 1 or bw < 1 or h % bh or w % bw:
-            raise ValueError(f"block {bh}x{bw} must tile the {h}x{w} grid (e.g. a row block is 1x{w})")
-        self.block_hw = (bh, bw)
+
+def check_tile(grid: tuple[int, ...], tile: tuple[int, ...], what: str) -> tuple[int, ...]:
+    tile = tuple(int(s) for s in tile)
+    if len(tile) != len(grid) or min(tile) < 1 or any(g % s for g, s in zip(grid, tile)):
+        shape = "x".join(map(str, grid))
+        raise ValueError(f"{what} {'x'.join(map(str, tile))} must tile the {shape} grid with one side per grid "
+                         f"dimension (e.g. a row block is 1x{grid[-1]}{', a frame block 1x' + 'x'.join(map(str, grid[1:])) if len(grid) == 3 else ''})")
+    return tile
+
+
+class NextBlock(GroupedOrder):
+    """``NextBlock(grid_shape, block_shape)``; ``block_shape`` (one side per grid dimension) must tile the grid."""
+
+    def __init__(self, grid_shape: tuple[int, ...], block_shape: tuple[int, ...]):
+        super().__init__(grid_shape)
+        self.block_shape = check_tile(self.grid_shape, block_shape, "block")
+        self.block_hw = self.block_shape[-2:]
 
     @property
     def block_size(self) -> int:
         """Tokens per block ``b``."""
-        return self.block_hw[0] * self.block_hw[1]
+        return int(torch.tensor(self.block_shape).prod())
 
     def token_groups(self) -> torch.Tensor:
-        rows, cols = self.grid_coords()
-        bh, bw = self.block_hw
-        return (rows // bh) * (self.grid_hw[1] // bw) + cols // bw
+        return tile_groups(self, self.block_shape)
 
     def training_arrangement(self, num_prefix: int) -> TrainingArrangement:
         """Feeds every block but the last; ``num_prefix`` (>= ``b``) counts the start tokens."""
         b = self.block_size
         if num_prefix < b:
-            raise ValueError(f"a {self.block_hw} next-block order needs >= {b} prefix slots (condition + {b - 1} start tokens)")
+            raise ValueError(f"a {self.block_shape} next-block order needs >= {b} prefix slots (condition + {b - 1} start tokens)")
         members = self.group_members()
         input_idx = torch.cat(members[:-1]).sort().values if len(members) > 1 else torch.zeros(0, dtype=torch.long)
         slot_of_input = torch.full((self.num_tokens,), -1, dtype=torch.long)

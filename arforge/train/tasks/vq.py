@@ -97,7 +97,7 @@ class VQTrainTask(TrainTask):
     def __init__(self, config: VQTaskConfig, image_size: int | None = None):
         super().__init__()
         self.config = config
-        self.tokenizer = VQTokenizer(config.tokenizer)
+        self.tokenizer = self.build_tokenizer(config)
         self.discriminator = (
             PatchGANDiscriminator(config.tokenizer.in_channels, config.discriminator) if config.disc_weight > 0 else None
         )
@@ -107,6 +107,20 @@ class VQTrainTask(TrainTask):
         self.register_buffer("restart_counts", torch.zeros(config.tokenizer.codebook_size, dtype=torch.int64))
         self._last_latents_ND: torch.Tensor | None = None
         self._last_errors_N: torch.Tensor | None = None
+
+    @staticmethod
+    def build_tokenizer(config: VQTaskConfig) -> nn.Module:
+        return VQTokenizer(config.tokenizer)
+
+    @staticmethod
+    def pixels(batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """The tokenizer's input in a batch (images ``(B, C, H, W)``)."""
+        return batch["image"]
+
+    @staticmethod
+    def frames(x: torch.Tensor) -> torch.Tensor:
+        """Input-shaped pixels as a batch of images ``(N, C, H, W)`` (metrics and the PatchGAN are per image)."""
+        return x
 
     def _check_image_size(self, image_size: int) -> None:
         try:
@@ -150,11 +164,12 @@ class VQTrainTask(TrainTask):
         PSNR (dB, [0, 1] clamped images) and the fraction of codes the batch used.
         """
         cfg = self.config
-        images_BCHW = batch["image"]
-        z_BDhw = self.tokenizer.encode_to_latent(images_BCHW)
+        pixels = self.pixels(batch)
+        z_BDhw = self.tokenizer.encode_to_latent(pixels)
         q = self.tokenizer.quantize(z_BDhw)
-        recon_BCHW = self.tokenizer.decode_latent(q.z_q)
-        rec = reconstruction_loss(recon_BCHW, images_BCHW, cfg.rec_loss)
+        recon = self.tokenizer.decode_latent(q.z_q)
+        rec = reconstruction_loss(recon, pixels, cfg.rec_loss)
+        images_BCHW, recon_BCHW = self.frames(pixels), self.frames(recon)
         vq = q.codebook_loss + q.commit_loss + q.entropy_loss
         loss = cfg.rec_weight * rec + cfg.codebook_weight * vq
         names = ["rec_loss", "codebook_loss", "commit_loss", "entropy_loss", "psnr", "batch_code_usage"]
@@ -182,7 +197,7 @@ class VQTrainTask(TrainTask):
     @torch.no_grad()
     def _remember_latents(self, z_BDhw: torch.Tensor, codes_Bhw: torch.Tensor) -> None:
         quantizer = self.tokenizer.quantize
-        z_ND = z_BDhw.detach().float().permute(0, 2, 3, 1).reshape(-1, quantizer.embed_dim)
+        z_ND = z_BDhw.detach().float().movedim(1, -1).reshape(-1, quantizer.embed_dim)
         if quantizer.l2_norm:
             z_ND = torch.nn.functional.normalize(z_ND, p=2, dim=-1)
         codes_N = codes_Bhw.flatten()
@@ -243,12 +258,13 @@ class VQTrainTask(TrainTask):
         psnr_sum, mse_sum, rec_sum, n_images, n_batches = 0.0, 0.0, 0.0, 0, 0
         try:
             for batch in batches:
-                images_BCHW = batch["image"]
-                out = self.tokenizer(images_BCHW)
-                mse_B = mse_01(out.recon, images_BCHW)
+                pixels = self.pixels(batch)
+                out = self.tokenizer(pixels)
+                images_BCHW, recon_BCHW = self.frames(pixels), self.frames(out.recon)
+                mse_B = mse_01(recon_BCHW, images_BCHW)
                 psnr_sum += float(psnr_from_mse(mse_B).sum())
                 mse_sum += float(mse_B.sum())
-                rec_sum += float(reconstruction_loss(out.recon, images_BCHW, self.config.rec_loss))
+                rec_sum += float(reconstruction_loss(out.recon, pixels, self.config.rec_loss))
                 counts_V += torch.bincount(out.codes.flatten().cpu(), minlength=self.tokenizer.codebook_size)
                 n_images += images_BCHW.shape[0]
                 n_batches += 1

@@ -116,3 +116,20 @@ def test_cells_mask_is_block_causal_without_shift():
 def test_orders_are_registered():
     for name in ("raster", "next_block", "neighbor", "cells", "next_scale"):
         assert name in ORDERS
+
+
+def test_video_grids_waves_heads_and_frame_blocks():
+    order = Neighbor((3, 2, 4))  # (t, h, w)
+    assert order.num_decode_steps() == 3 + 2 + 4 - 2 and order.num_heads == 3
+    frames, rows, cols = order.grid_coords()
+    arr = order.training_arrangement(1)
+    groups = [0] + (frames + rows + cols + 1).tolist()[:-1]
+    assert torch.equal(arr.mask_LL, brute_force_mask(groups))
+    src = order.source_tokens()
+    i = 1 * 8 + 1 * 4 + 2  # (1, 1, 2)
+    assert src[i].tolist() == [i - 1, i - 4, i - 8]  # right, below, next frame
+    frame_blocks = NextBlock((3, 2, 4), (1, 2, 4))
+    assert frame_blocks.num_decode_steps() == 3
+    assert [s.emit_E.tolist() for s in frame_blocks.decode_schedule()] == [list(range(8 * k, 8 * k + 8)) for k in range(3)]
+    with pytest.raises(ValueError, match="one side per grid dimension"):
+        NextBlock((3, 2, 4), (2, 4))
