@@ -29,7 +29,8 @@ def test_recipe_parses_and_its_model_config_validates(path):
         import arforge.generators.mar  # noqa: F401
         from arforge.pretrained import MODEL_CLASSES
 
-        derived = {"grid_size": [8, 8] if "mnist" in path.name else [16, 16], "num_classes": 10}
+        grid = [3, 8, 8] if "moving_mnist" in path.name else [8, 8] if "mnist" in path.name else [16, 16]
+        derived = {"grid_size": grid, "num_classes": 10}
         derived.update({"vocab_size": 64} if task["name"] == "generator" else {"latent_channels": 4})
         model = {**(task.get("model") or {}), **derived}
         if "backbone" in model:

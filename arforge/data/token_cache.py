@@ -48,15 +48,22 @@ def codes_dtype(codebook_size: int) -> torch.dtype:
     return torch.int16 if codebook_size <= _INT16_MAX_CODES else torch.int32
 
 
+def _pixels(item: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """The tokenizer input of a dataset item or batch: ``"video"`` clips or ``"image"`` images."""
+    return item["video"] if "video" in item else item["image"]
+
+
 def _grid_for(tokenizer: DiscreteTokenizer, dataset: Dataset) -> tuple[int, ...]:
-    """The token grid of ``dataset``'s images: ``tokenizer.grid_shape`` is either a fixed ``(h, w)`` or a
-    method of the image size (``VQTokenizer.grid_shape(image_size)``)."""
+    """The token grid of ``dataset``'s items: ``tokenizer.grid_shape`` is either a fixed ``(h, w)`` or a
+    method of the image size (``VQTokenizer.grid_shape(image_size)``), and of the clip length for
+    video items (``VideoVQTokenizer.grid_shape(image_size, num_frames) -> (t, h, w)``)."""
     grid = tokenizer.grid_shape
     if callable(grid):
         if len(dataset) == 0:
             raise DataError("cannot build a token cache: the dataset is empty")
-        height, width = dataset[0]["image"].shape[-2:]
-        grid = grid((int(height), int(width)))
+        item = dataset[0]
+        height, width = _pixels(item).shape[-2:]
+        grid = grid((int(height), int(width)), int(item["video"].shape[0])) if "video" in item else grid((int(height), int(width)))
     return tuple(int(s) for s in grid)
 
 
@@ -69,7 +76,8 @@ def build_token_cache(
     device: str | torch.device | None = None,
     metadata: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Encode every item of ``dataset`` (``{"image": (C,H,W) in [-1,1], "label"}``) into ``out_path``.
+    """Encode every item of ``dataset`` (``{"image": (C,H,W) in [-1,1], "label"}``, or ``"video":
+    (T,C,H,W)`` clips whose codes are ``(t, h, w)``) into ``out_path``.
 
     ``tokenizer.encode(images_BCHW)`` must return int codes ``(B, h, w)`` with ``(h, w) ==
     tokenizer.grid_shape`` (a sequence tokenizer may return ``(B, L)`` with ``grid_shape == (1, L)``) and values in ``[0, tokenizer.codebook_size)``. Items are encoded in
@@ -80,8 +88,9 @@ def build_token_cache(
     out_path = Path(out_path)
     codebook_size = int(tokenizer.codebook_size)
     grid_shape = _grid_for(tokenizer, dataset)
-    if len(grid_shape) != 2:
-        raise DataError(f"token caches hold one 2-D code map per image; this tokenizer's grid_shape is {grid_shape}")
+    if len(grid_shape) not in (2, 3):
+        raise DataError(f"token caches hold one (h, w) code map per image or (t, h, w) per clip; this tokenizer's "
+                        f"grid_shape is {grid_shape}")
     if device is None:
         params = list(tokenizer.parameters()) if isinstance(tokenizer, torch.nn.Module) else []
         device = params[0].device if params else torch.device("cpu")
@@ -98,7 +107,7 @@ def build_token_cache(
     start = 0
     try:
         for batch in tqdm(loader, desc=f"encoding {out_path.name}", unit="batch", disable=len(loader) < 5):
-            images_BCHW = batch["image"].to(device)
+            images_BCHW = _pixels(batch).to(device)
             codes = tokenizer.encode(images_BCHW)
             if not isinstance(codes, torch.Tensor):
                 raise DataError(
@@ -129,7 +138,7 @@ def build_token_cache(
         "num_items": str(num_items),
         "num_classes": str(getattr(dataset, "num_classes", int(labels_N.max()) + 1)),
     }
-    for key in ("image_size", "channels"):
+    for key in ("image_size", "channels", "num_frames"):
         if getattr(dataset, key, None) is not None:
             meta[key] = str(getattr(dataset, key))
     meta.update({k: str(v) for k, v in (metadata or {}).items()})

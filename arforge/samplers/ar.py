@@ -45,11 +45,17 @@ class ARSampler(Sampler):
         self.logits = logits or LogitsPipeline()
 
     @torch.no_grad()
-    def sample(self, generator, condition, *, generator_rng=None, tokenizer=None, cond_mask=None) -> SampleResult:
+    def sample(self, generator, condition, *, generator_rng=None, tokenizer=None, cond_mask=None,
+               prompt_tokens: torch.Tensor | None = None) -> SampleResult:
+        """``prompt_tokens`` (int64 ``(B, n)``): the first ``n`` tokens in raster order are given, not
+        sampled (e.g. the first frames of a video for frame prediction: with a causal video tokenizer
+        the first ``k`` latent frames encode exactly the first frames of the clip)."""
         start = time.perf_counter()
         B = condition.shape[0]
         N = generator.num_tokens
         device = generator.norm.weight.device
+        if prompt_tokens is not None and (prompt_tokens.ndim != 2 or prompt_tokens.shape[0] != B or prompt_tokens.shape[1] > N):
+            raise ValueError(f"prompt_tokens must be (B={B}, n <= {N}) raster-order tokens, got {tuple(prompt_tokens.shape)}")
         cond_all, mask_all = with_null_condition(generator, condition.to(device), self.cfg, cond_mask)
         cache = generator.new_cache(cond_all.shape[0])
         tokens_BN = torch.zeros(B, N, dtype=torch.long, device=device)
@@ -66,6 +72,8 @@ class ARSampler(Sampler):
                 out = generator.decode(fed_BT, feed_T[None].expand(fed_BT.shape[0], -1), cache)
             guided = guided_logits(generator.select_logits(out, step), B, self.cfg, done / N)
             tokens_BN[:, step.emit_E.to(device)] = self.logits.sample(guided, generator_rng)
+            if prompt_tokens is not None:
+                tokens_BN[:, : prompt_tokens.shape[1]] = prompt_tokens.to(device)
             done += step.emit_E.numel()
             stats.forward_passes += 1
             stats.accepted_per_step.append(float(step.emit_E.numel()))

@@ -21,7 +21,7 @@ from arforge.samplers.base import SAMPLERS, Sampler, build_sampler_with_defaults
 from arforge.samplers.cfg import CFGSchedule
 from arforge.samplers.logits import LogitsPipeline
 from arforge.utils.device import resolve_device
-from arforge.utils.images import make_grid, save_png, to_uint8
+from arforge.utils.images import make_grid, make_video_grid, save_gif, save_png, to_uint8
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,9 @@ def sample_to_folder(
 
     Writes ``samples.npz`` (``images`` uint8 ``(N, H, W, 3)``, ``labels`` int64 ``(N,)``),
     ``grid.png`` (one row per class when classes are balanced), ``samples/NNNNN_cC.png`` and
-    ``sample_stats.json``. Randomness comes from one ``torch.Generator`` seeded with ``seed``.
+    ``sample_stats.json``. Video generators write ``images`` ``(N, T, H, W, 3)``, an animated
+    ``grid.gif``, ``grid.png`` (frames side by side) and ``samples/NNNNN_cC.gif``. Randomness comes
+    from one ``torch.Generator`` seeded with ``seed``.
     """
     device = next(generator.parameters()).device
     rng = torch.Generator(device=device).manual_seed(seed)
@@ -92,11 +94,19 @@ def sample_to_folder(
     order = np.argsort(labels_np, kind="stable")
     with atomic_directory(out) as tmp:
         np.savez(tmp / "samples.npz", images=images_np, labels=labels_np)
-        save_png(make_grid(images_np[order], nrow=nrow), tmp / "grid.png")
+        if images_np.ndim == 5:  # videos (N, T, H, W, 3)
+            frames = make_video_grid(images_np[order], nrow=nrow)
+            save_gif(frames, tmp / "grid.gif")
+            save_png(np.concatenate(list(frames), axis=1), tmp / "grid.png")
+        else:
+            save_png(make_grid(images_np[order], nrow=nrow), tmp / "grid.png")
         if write_pngs:
             (tmp / "samples").mkdir()
             for i, (img, lab) in enumerate(zip(images_np, labels_np)):
-                save_png(img, tmp / "samples" / f"{i:05d}_c{lab}.png")
+                if img.ndim == 4:
+                    save_gif(img, tmp / "samples" / f"{i:05d}_c{lab}.gif")
+                else:
+                    save_png(img, tmp / "samples" / f"{i:05d}_c{lab}.png")
         (tmp / "sample_stats.json").write_text(json.dumps(summary, indent=2))
     return summary
 

@@ -11,7 +11,12 @@ from PIL import Image
 
 
 def to_uint8(images_BCHW: torch.Tensor) -> np.ndarray:
-    """Images in ``[-1, 1]`` ``(B, C, H, W)`` -> uint8 ``(B, H, W, 3)`` (grayscale repeated to RGB)."""
+    """Images in ``[-1, 1]`` ``(B, C, H, W)`` -> uint8 ``(B, H, W, 3)`` (grayscale repeated to RGB);
+    videos ``(B, T, C, H, W)`` -> ``(B, T, H, W, 3)``."""
+    if images_BCHW.ndim == 5:
+        B, T = images_BCHW.shape[:2]
+        frames = to_uint8(images_BCHW.flatten(0, 1))
+        return frames.reshape(B, T, *frames.shape[1:])
     x = ((images_BCHW.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     if x.shape[1] == 1:
         x = x.expand(-1, 3, -1, -1)
@@ -33,3 +38,14 @@ def make_grid(images_NHWC: np.ndarray, nrow: int | None = None, pad: int = 2) ->
 def save_png(image_HWC: np.ndarray, path: str | Path) -> None:
     """Write a uint8 ``(H, W, 3)`` or ``(H, W)`` array as PNG."""
     Image.fromarray(image_HWC.squeeze(-1) if image_HWC.shape[-1] == 1 else image_HWC).save(path)
+
+
+def save_gif(frames_THWC: np.ndarray, path: str | Path, frame_ms: int = 200) -> None:
+    """Write uint8 frames ``(T, H, W, 3)`` as a looping animated GIF (``frame_ms`` per frame)."""
+    images = [Image.fromarray(f) for f in frames_THWC]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=frame_ms, loop=0)
+
+
+def make_video_grid(videos_NTHWC: np.ndarray, nrow: int | None = None, pad: int = 2) -> np.ndarray:
+    """Tile videos ``(N, T, H, W, C)`` frame by frame: ``(T, grid_h, grid_w, C)`` (see :func:`make_grid`)."""
+    return np.stack([make_grid(videos_NTHWC[:, t], nrow=nrow, pad=pad) for t in range(videos_NTHWC.shape[1])])

@@ -95,3 +95,17 @@ def test_frame_blocks_on_a_video_grid():
                                             backbone=BackboneConfig(dim=48, n_layer=2, n_head=2, multiple_of=16))))
     res = build_sampler("ar", cfg=2.0).sample(gen, torch.tensor([0, 2]), generator_rng=torch.Generator().manual_seed(0))
     assert res.tokens.shape == (2, 3, 2, 4) and res.stats.forward_passes == 3
+
+
+def test_frame_prediction_keeps_the_prompt_frames_and_conditions_on_them():
+    gen = randomised(NBPGenerator(NBPConfig(vocab_size=13, grid_size=(3, 2, 4), num_classes=3, block_size=(1, 2, 4),
+                                            backbone=BackboneConfig(dim=48, n_layer=2, n_head=2, multiple_of=16))))
+    labels = torch.tensor([0, 0])
+    prompt = torch.randint(0, 13, (2, 8))  # the first latent frame
+    sampler = build_sampler("ar", cfg=1.0)
+    a = sampler.sample(gen, labels, generator_rng=torch.Generator().manual_seed(0), prompt_tokens=prompt)
+    assert torch.equal(a.tokens[:, 0].flatten(1), prompt)
+    b = sampler.sample(gen, labels, generator_rng=torch.Generator().manual_seed(0), prompt_tokens=(prompt + 1) % 13)
+    assert not torch.equal(a.tokens[:, 1:], b.tokens[:, 1:])  # later frames depend on the prompt
+    with pytest.raises(ValueError, match="prompt_tokens"):
+        sampler.sample(gen, labels, prompt_tokens=torch.zeros(2, 30, dtype=torch.long))

@@ -7,8 +7,10 @@ linearly over scales); any other key is an option of the model's sampler (``flow
 The same directory may appear under several names with different options. Per model: parameters,
 forward passes per image, wall time per image at each ``--batch-sizes`` entry (warm-up excluded),
 speed-up over the first model measured in the same run, head evaluations per sampling call (sequential
-network evaluations of a continuous-token head, each over all tokens of its step) and head time, FID against ``--ref`` and MNIST class accuracy. Writes ``bench.json`` and
-``bench.md``.
+network evaluations of a continuous-token head, each over all tokens of its step) and head time,
+FID against ``--ref`` and MNIST class accuracy; video generators report per-frame FID and class
+accuracy and a temporal-consistency score beside the real and the frame-shuffled clips' scores
+(``--ref moving_mnist:val``). Writes ``bench.json`` and ``bench.md``.
 
     arforge bench orders --models raster=runs/quickstart/generator var=runs/mnist_var/generator \\
         --options var:cfg_schedule=linear --cfg 3 --ref mnist:val
@@ -69,6 +71,9 @@ def markdown_table(rows: list[dict[str, Any]], batch_sizes: list[int]) -> str:
     head = ["model", "family", "sampler", "params (M)", "tokens", "passes/img", "head evals/call"]
     head += [f"s/img @bs{b}" for b in batch_sizes] + [f"speed-up @bs{b}" for b in batch_sizes]
     head += [f"head s/img @bs{b}" for b in batch_sizes] + ["FID", "class acc"]
+    videos = any("temporal_consistency" in row for row in rows)
+    if videos:
+        head += ["temporal consistency (real / shuffled)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         first = row["speed"][str(batch_sizes[0])]
@@ -79,8 +84,13 @@ def markdown_table(rows: list[dict[str, Any]], batch_sizes: list[int]) -> str:
         cells += [f"{row['speed'][str(b)]['speedup_vs_first']:.2f}x" for b in batch_sizes]
         cells += [f"{row['speed'][str(b)]['head_time_per_image_s']:.4f}" if "head_time_per_image_s" in row["speed"][str(b)]
                   else "-" for b in batch_sizes]
-        cells += [f"{row['fid']:.2f}" if row.get("fid") is not None else "-",
-                  f"{row['class_accuracy']:.3f}" if row.get("class_accuracy") is not None else "-"]
+        fid = row.get("fid", row.get("frame_fid"))
+        acc = row.get("class_accuracy", row.get("frame_class_accuracy"))
+        cells += [f"{fid:.2f}" if fid is not None else "-", f"{acc:.3f}" if acc is not None else "-"]
+        if videos:
+            tc = row.get("temporal_consistency")
+            cells.append("-" if tc is None else f"{tc:.3f} ({row.get('temporal_consistency_real', float('nan')):.3f} / "
+                                                f"{row.get('temporal_consistency_shuffled', float('nan')):.3f})")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -87,10 +87,19 @@ def sample_images(sampler: Sampler, generator, tokenizer, num_images: int, num_c
 def sample_quality(sampler: Sampler, generator, tokenizer, num_images: int, num_classes: int, batch_size: int, seed: int,
                    ref: str | None, classify: bool) -> dict[str, float]:
     """``fid`` of ``num_images`` class-balanced samples against ``ref`` (if given) and, for 10-class
-    32x32 (MNIST) models with ``classify``, ``class_accuracy`` by the MNIST classifier."""
+    32x32 (MNIST) models with ``classify``, ``class_accuracy`` by the MNIST classifier. Videos get
+    :func:`arforge.eval.video.video_quality` instead (``ref`` = ``moving_mnist:<split>``): per-frame
+    FID and class accuracy, temporal consistency of the samples, the real and the frame-shuffled clips."""
     if num_images <= 0 or (ref is None and not classify):
         return {}
     images, labels = sample_images(sampler, generator, tokenizer, num_images, num_classes, batch_size, seed)
+    if images.ndim == 5:
+        from arforge.eval.video import real_videos, video_quality
+
+        real = None
+        if ref is not None:
+            real, _ = real_videos(ref, num_frames=images.shape[1], image_size=images.shape[2], limit=max(num_images, 100))
+        return video_quality(images, labels, real, classify=classify and num_classes == 10)
     out = {}
     if ref is not None:
         from arforge.eval.generation import fid
