@@ -116,11 +116,14 @@ class RasterGenerator(Backbone, PretrainedMixin):
         return self.cls_embedding.null_condition(cond)
 
     # ------------------------------------------------------------------ training
-    def forward(self, tokens_BN: torch.Tensor, cond: torch.Tensor, cond_mask_BP: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, tokens_BN: torch.Tensor, cond: torch.Tensor, cond_mask_BP: torch.Tensor | None = None,
+                visible_LL: torch.Tensor | None = None) -> torch.Tensor:
         """Teacher-forced logits ``(B, N, V)`` (float32); ``logits[:, i]`` predicts ``tokens_BN[:, i]``.
 
         ``cond`` is labels ``(B,)`` or caption features ``(B, P, caption_dim)``; ``cond_mask_BP``
         (captions only) marks valid caption tokens (left padding), as LlamaGen's ``emb_mask``.
+        ``visible_LL`` (bool ``(L, L)`` over the ``L = P + T`` training slots) further restricts what
+        each slot may attend, ANDed with the order's mask (e.g. ZipAR-aware training).
         """
         B, N = tokens_BN.shape[:2]
         if N != self.num_tokens:
@@ -133,9 +136,14 @@ class RasterGenerator(Backbone, PretrainedMixin):
         L = x_BLC.shape[1]
         rope = self.rope_slots[torch.cat([torch.arange(P, device=input_idx.device), P + input_idx])]
         mask = arr.mask_LL
+        if visible_LL is not None:
+            if visible_LL.shape != (L, L):
+                raise ValueError(f"visible_LL must be ({L}, {L}) for this model, got {tuple(visible_LL.shape)}")
+            base = torch.ones(L, L, dtype=torch.bool).tril() if mask is None else mask
+            mask = base.to(visible_LL.device) & visible_LL
         if cond_mask_BP is not None:
             mask = self._prefix_padding_mask(cond_mask_BP, L, mask)
-        h_BLC = self.run_layers(x_BLC, rope, mask)
+        h_BLC = self.run_layers(x_BLC, rope, None if mask is None else mask.to(x_BLC.device))
         return self.read_out(h_BLC, arr)
 
     def prefix_embeddings(self, cond: torch.Tensor) -> torch.Tensor:

@@ -86,6 +86,27 @@ def zipar_schedule(rows: int, width: int, window: int) -> list[ZipARStep]:
     return steps
 
 
+def zipar_training_visibility(rows: int, width: int, window: int, num_prefix: int) -> torch.Tensor:
+    """Boolean ``(L, L)`` mask (``L = P + rows * width - 1``, raster teacher-forcing layout) that shows
+    each query only what it would see under ZipAR with window ``s``: the query predicting token ``e``
+    sees the prefix, itself, and the tokens ``t < e`` emitted in an *earlier* pass than ``e`` (causal
+    by construction). Training a raster model with this mask on part of its batches ("ZipAR-aware"
+    training) teaches it to predict without the upper-right context ZipAR has not generated yet; the
+    model is still a raster model and plain AR decoding is unchanged. (Where ZipAR feeds a proxy at a
+    row's last slot, the training input there is the real token.)"""
+    n = rows * width
+    emit_pass = torch.empty(n, dtype=torch.long)
+    for k, step in enumerate(zipar_schedule(rows, width, window)):
+        emit_pass[list(step.emit)] = k
+    P = num_prefix
+    L = P + n - 1
+    visible = torch.ones(L, L, dtype=torch.bool).tril()
+    token_of_query = torch.arange(1, n)  # query slot P + j predicts token j + 1
+    earlier = emit_pass[None, : n - 1] < emit_pass[token_of_query][:, None]  # (queries j, keys t)
+    visible[P:, P:] &= earlier | torch.eye(n - 1, dtype=torch.bool)
+    return visible
+
+
 def proxy_visibility(step: ZipARStep, num_prefix: int, slots: int, batch: int, device) -> torch.Tensor | None:
     """Visibility ``(batch, T, slots)`` that hides this pass's proxies from every query but their
     own: a proxy is a stand-in, so tokens of other rows fed in the same pass never attend to it."""

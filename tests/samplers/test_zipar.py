@@ -52,3 +52,38 @@ def test_batch_rows_are_independent_under_greedy_and_llamagen_loads(llamagen_c2i
     assert torch.equal(batched, single)
     full = build_sampler("zipar", window=side, cfg=2.0, logits=LogitsPipeline(greedy=True)).sample(gen, labels).tokens
     assert torch.equal(full, ARSampler(cfg=2.0, logits=LogitsPipeline(greedy=True)).sample(gen, labels).tokens)
+
+
+def test_zipar_training_visibility_matches_the_schedule():
+    from arforge.samplers.zipar import zipar_schedule, zipar_training_visibility
+
+    rows, width, s, P = 3, 5, 2, 1
+    vis = zipar_training_visibility(rows, width, s, P)
+    L = P + rows * width - 1
+    assert vis.shape == (L, L) and not torch.triu(vis, 1).any()  # never sees the future
+    assert torch.equal(zipar_training_visibility(rows, width, width, P), torch.ones(L, L, dtype=torch.bool).tril())
+    emit_pass = {}
+    for k, step in enumerate(zipar_schedule(rows, width, s)):
+        for e in step.emit:
+            emit_pass[e] = k
+    for e in range(1, rows * width):
+        q = P + e - 1
+        for t in range(e):
+            expected = emit_pass[t] < emit_pass[e] or t == e - 1
+            assert bool(vis[q, P + t]) == expected, (e, t)
+        assert vis[q, :P].all()
+
+
+def test_zipar_aware_training_task_uses_the_visibility_on_some_batches():
+    from arforge.train.tasks.generator import GeneratorTrainTask
+
+    task = GeneratorTrainTask.from_config(
+        {"family": "raster", "model": {"backbone": {"dim": 32, "n_layer": 1, "n_head": 2, "multiple_of": 16}},
+         "zipar_aware": {"window": 2, "prob": 1.0}},
+        {"codebook_size": 16, "grid_shape": [3, 4], "num_classes": 2})
+    batch = {"codes": torch.randint(0, 16, (2, 3, 4)), "label": torch.tensor([0, 1])}
+    torch.nn.init.normal_(task.generator.output.weight, std=0.5)
+    loss_aware, _ = task.training_loss(batch, 0)
+    task.zipar_aware = type(task.zipar_aware)(window=2, prob=0.0)
+    loss_plain, _ = task.training_loss(batch, 0)
+    assert not torch.allclose(loss_aware, loss_plain)

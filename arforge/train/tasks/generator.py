@@ -8,6 +8,7 @@ YAML ``task:`` section::
       model:                    # the family's config; vocab/grid/classes come from the data
         class_dropout_prob: 0.1
         backbone: {dim: 128, n_layer: 4, n_head: 4}
+      zipar_aware: {window: 4, prob: 0.5}   # optional (raster family): ZipAR-aware training
 
 ``vocab_size``, ``grid_size`` and ``num_classes`` are taken from the token data (``data_info``)
 unless given; a given value that disagrees with the data is an error.
@@ -16,7 +17,7 @@ unless given; a given value that disagrees with the data is an error.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 import torch
 import torch.nn.functional as F
@@ -37,18 +38,43 @@ def fill_from_data(model_cfg: dict[str, Any], derived: Mapping[str, Any]) -> Non
 
 
 @dataclass
+class ZipARAwareConfig:
+    """ZipAR-aware training of a raster model: each batch, with probability ``prob``, every query
+    sees only what ZipAR with window ``window`` would have generated before it
+    (:func:`arforge.samplers.zipar.zipar_training_visibility`); otherwise the plain causal mask."""
+
+    window: int = 4
+    prob: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.window < 1 or not 0.0 <= self.prob <= 1.0:
+            raise ConfigError(f"task.zipar_aware needs window >= 1 and prob in [0, 1], got {self.window}, {self.prob}")
+
+
+@dataclass
 class GeneratorTaskConfig:
     family: str = "raster"
     model: dict[str, Any] = field(default_factory=dict)
+    zipar_aware: Optional[ZipARAwareConfig] = None
 
 
 @TASKS.register("generator")
 class GeneratorTrainTask(TrainTask):
     """Wraps a token generator; batches are ``{"codes": (B, h, w) int64, "label": (B,) int64}``."""
 
-    def __init__(self, generator: torch.nn.Module, tokenizer_dir: str | None = None):
+    def __init__(self, generator: torch.nn.Module, tokenizer_dir: str | None = None,
+                 zipar_aware: ZipARAwareConfig | None = None):
         super().__init__()
         self.generator = generator
+        self.zipar_aware = zipar_aware
+        self._zipar_visible: torch.Tensor | None = None
+        if zipar_aware is not None:
+            if getattr(generator, "model_type", None) != "raster" or len(generator.order.grid_shape) != 2:
+                raise ConfigError("task.zipar_aware applies to raster generators of images (family: raster)")
+            from arforge.samplers.zipar import zipar_training_visibility
+
+            rows, width = generator.order.grid_shape
+            self._zipar_visible = zipar_training_visibility(rows, width, min(zipar_aware.window, width), generator.num_prefix)
         self.generator.pretrained_extra = {"tokenizer_dir": tokenizer_dir} if tokenizer_dir else {}
 
     @classmethod
@@ -74,15 +100,20 @@ class GeneratorTrainTask(TrainTask):
         fill_from_data(model_cfg, derived)
         model_cls = MODEL_CLASSES.get(key)
         generator = model_cls.from_config_dict(model_cfg, source=source)
-        return cls(generator, data_info.get("tokenizer_dir"))
+        return cls(generator, data_info.get("tokenizer_dir"), task_cfg.zipar_aware)
 
-    def _logits(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _logits(self, batch: Mapping[str, torch.Tensor], visible_LL: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Teacher-forced logits ``(B, N, V)`` and the target tokens ``(B, N)`` of a batch."""
         tokens_BN = batch["codes"].flatten(1).long()
-        return self.generator(tokens_BN, batch["label"].long()), tokens_BN
+        if visible_LL is None:
+            return self.generator(tokens_BN, batch["label"].long()), tokens_BN
+        return self.generator(tokens_BN, batch["label"].long(), visible_LL=visible_LL), tokens_BN
 
     def training_loss(self, batch: Mapping[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
-        logits_BNV, tokens_BN = self._logits(batch)
+        visible = None
+        if self._zipar_visible is not None and float(torch.rand(())) < self.zipar_aware.prob:
+            visible = self._zipar_visible
+        logits_BNV, tokens_BN = self._logits(batch, visible)
         loss = F.cross_entropy(logits_BNV.flatten(0, 1), tokens_BN.flatten())
         acc = (logits_BNV.argmax(-1) == tokens_BN).float().mean()
         return loss, {"loss": loss.item(), "token_acc": acc.item()}
