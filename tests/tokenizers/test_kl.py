@@ -87,3 +87,24 @@ def test_kl_task_then_continuous_generators_on_cached_latents(tmp_path):
         train(run_config_from_dict({"task": {"name": "generator"}, "data": {
             "name": "tokens", "tokenizer": str(kl.exported_model_dir), "source": data}, "train": train_cfg}),
             tmp_path / "wrong", device="cpu")
+
+
+def test_kl_task_patchgan_terms_start_at_disc_start_step_and_train_both_players():
+    from arforge.train.tasks.kl import KLTrainTask
+
+    task = KLTrainTask.from_config({"tokenizer": TINY, "disc_weight": 0.5, "disc_start_step": 2,
+                                    "discriminator": {"ndf": 8, "n_layers": 1}}, {"channels": 1, "image_size": 16})
+    images = torch.rand(4, 1, 16, 16) * 2 - 1
+    loss, metrics = task.training_loss({"image": images}, 0)
+    assert "disc_loss" not in metrics
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() == 0 for p in task.discriminator.parameters())
+    task.zero_grad()
+    loss, metrics = task.training_loss({"image": images}, 2)
+    assert {"gen_adv_loss", "disc_loss", "logits_real", "logits_fake"} <= metrics.keys()
+    loss.backward()
+    assert any(p.grad.abs().sum() > 0 for p in task.discriminator.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in task.tokenizer.parameters())
+    with pytest.raises(ConfigError, match="n_layers"):
+        KLTrainTask.from_config({"tokenizer": TINY, "disc_weight": 0.5, "discriminator": {"n_layers": 5}},
+                                {"channels": 1, "image_size": 16})

@@ -19,10 +19,7 @@ YAML ``task:`` section::
 disagrees with the data is an error.
 
 One optimizer: the trainer optimises every task parameter with a single AdamW, so the GAN is
-folded into ONE loss. The discriminator term scores the real images and the DETACHED
-reconstructions (its gradient reaches only the discriminator); the generator's adversarial term
-runs the reconstructions through the discriminator with DETACHED discriminator parameters
-(``torch.func.functional_call``), so its gradient reaches only the tokenizer.
+folded into ONE loss (see :mod:`arforge.train.tasks.adversarial`).
 """
 
 from __future__ import annotations
@@ -34,21 +31,14 @@ from typing import Any, Iterable, Literal, Mapping
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.func import functional_call
 
 from arforge.config import ConfigError, from_dict
 from arforge.tokenizers.discriminator import DiscriminatorConfig, PatchGANDiscriminator
-from arforge.tokenizers.losses import (
-    discriminator_loss,
-    generator_adversarial_loss,
-    mse_01,
-    psnr,
-    psnr_from_mse,
-    reconstruction_loss,
-)
+from arforge.tokenizers.losses import mse_01, psnr, psnr_from_mse, reconstruction_loss
 from arforge.tokenizers.quantizer import usage_stats
 from arforge.tokenizers.vq import VQConfig, VQTokenizer
 from arforge.train.task import TASKS, TrainTask
+from arforge.train.tasks.adversarial import ADVERSARIAL_METRICS, adversarial_terms, frozen_logits, untouched
 from arforge.train.tasks.tokenizer_config import with_data_channels
 
 log = logging.getLogger(__name__)
@@ -152,9 +142,7 @@ class VQTrainTask(TrainTask):
     def _generator_logits(self, recon_BCHW: torch.Tensor) -> torch.Tensor:
         """Discriminator logits for ``recon`` whose gradient reaches ``recon`` but never the discriminator."""
         assert self.discriminator is not None
-        frozen = {name: p.detach() for name, p in self.discriminator.named_parameters()}
-        frozen.update(dict(self.discriminator.named_buffers()))
-        return functional_call(self.discriminator, frozen, (recon_BCHW,))
+        return frozen_logits(self.discriminator, recon_BCHW)
 
     def training_loss(self, batch: Mapping[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
         """Loss for one batch ``{"image": (B, C, H, W) in [-1, 1]}`` at optimizer step ``step`` (0-based).
@@ -176,17 +164,12 @@ class VQTrainTask(TrainTask):
         batch_usage = torch.bincount(q.codes.flatten(), minlength=self.tokenizer.codebook_size).gt(0).float().mean()
         values = [rec, q.codebook_loss, q.commit_loss, q.entropy_loss, psnr(recon_BCHW, images_BCHW).mean(), batch_usage]
         if self._gan_active(step):
-            logits_real = self.discriminator(images_BCHW.detach())
-            logits_fake = self.discriminator(recon_BCHW.detach())
-            d_loss = discriminator_loss(logits_real, logits_fake, cfg.disc_loss)
-            g_adv = generator_adversarial_loss(self._generator_logits(recon_BCHW), cfg.disc_loss)
-            loss = loss + cfg.disc_weight * (g_adv + d_loss)
-            names += ["gen_adv_loss", "disc_loss", "logits_real", "logits_fake"]
-            values += [g_adv, d_loss, logits_real.mean(), logits_fake.mean()]
+            terms = adversarial_terms(self.discriminator, images_BCHW, recon_BCHW, cfg.disc_loss)
+            loss = loss + cfg.disc_weight * (terms[0] + terms[1])
+            names += list(ADVERSARIAL_METRICS)
+            values += terms
         elif self.discriminator is not None:
-            # before disc_start_step: touch every discriminator parameter with a zero weight, so that
-            # DistributedDataParallel (find_unused_parameters=False) sees them all take part
-            loss = loss + 0.0 * sum(p.sum() for p in self.discriminator.parameters())
+            loss = loss + untouched(self.discriminator)
         if cfg.dead_code_restart_every > 0:
             self._remember_latents(z_BDhw, q.codes)
         metrics = dict(zip(names, torch.stack([v.detach().float() for v in values]).tolist()))
