@@ -115,7 +115,7 @@ class XARGenerator(Backbone, PretrainedMixin):
         """Velocity ``(B, T, c)`` of tokens ``x_BTc`` at raster indices ``idx_T`` and levels ``t_BT``
         (``[0, 1]``, 1 = data). Without ``cache`` the T tokens attend block-causally among themselves
         (training, all N tokens); with ``cache`` their K/V are written at their slots and each query
-        sees every valid slot (the clean earlier cells and the current cell)."""
+        sees the valid slots of its own and earlier cells (the clean earlier cells and the current cell)."""
         B, T, _ = x_BTc.shape
         cond_BTC = self.class_embed(labels_B) + self.time_embed(t_BT.reshape(-1) * 1000).view(B, T, -1)
         h_BTC = self.input_proj(x_BTc)
@@ -127,7 +127,11 @@ class XARGenerator(Backbone, PretrainedMixin):
         else:
             pos_BT = idx_T[None].expand(B, T)
             cache.mark_valid(pos_BT)
-            h_BTC = self.run_layers(h_BTC, rope, cache.attention_mask(pos_BT, causal=False), cache, pos_BT, cond_BTC)
+            # valid slots of the query's cell and earlier ones: the previous cell fed together with the
+            # current one must not see it (block-causal, as in training)
+            cells_S = self.cell_of_token
+            mask = cache.attention_mask(pos_BT, causal=False) & (cells_S[None, :] <= cells_S[idx_T][:, None])[None, None]
+            h_BTC = self.run_layers(h_BTC, rope, mask, cache, pos_BT, cond_BTC)
         shift, scale = self.final_ada(cond_BTC).chunk(2, dim=-1)
         return self.output(h_BTC * (1 + scale) + shift).float()
 
