@@ -51,6 +51,19 @@ class FlowARSampler(Sampler):
         stats.head_evaluations += head.evaluations_per_sample(steps)
         return tokens
 
+    @staticmethod
+    def finish_latent_tokens(tokens_BNc: torch.Tensor, grid_hw, tokenizer, stats: SamplerStats, start: float) -> SampleResult:
+        """Result of a raster-indexed continuous-token sampler: tokens ``(B, N, c)``, and images decoded
+        (timed) from the latents ``(B, c, h, w)`` when ``tokenizer`` is given; stamps the wall time."""
+        images = None
+        if tokenizer is not None:
+            t = time.perf_counter()
+            B, _, c = tokens_BNc.shape
+            images = tokenizer.decode(tokens_BNc.transpose(1, 2).reshape(B, c, *grid_hw)).clamp(-1, 1)
+            stats.decode_time_s = time.perf_counter() - t
+        stats.wall_time_s = time.perf_counter() - start
+        return SampleResult(tokens=tokens_BNc, stats=stats, images=images)
+
     @torch.no_grad()
     def sample(self, generator, condition, *, generator_rng=None, tokenizer=None, cond_mask=None) -> SampleResult:
         start = time.perf_counter()

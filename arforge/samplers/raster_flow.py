@@ -42,11 +42,4 @@ class RasterFlowSampler(FlowARSampler):
                 fed = tokens_BNc[:, i:i + 1].repeat(cond_all.shape[0] // B, 1, 1)
                 feat = model.decode(fed, torch.full((fed.shape[0], 1), i, device=device), cache)[:, 0]
                 stats.forward_passes += 1
-        images = None
-        if tokenizer is not None:
-            t = time.perf_counter()
-            h, w = model.config.grid_size
-            images = tokenizer.decode(tokens_BNc.transpose(1, 2).reshape(B, c, h, w)).clamp(-1, 1)
-            stats.decode_time_s = time.perf_counter() - t
-        stats.wall_time_s = time.perf_counter() - start
-        return SampleResult(tokens=tokens_BNc, stats=stats, images=images)
+        return self.finish_latent_tokens(tokens_BNc, model.config.grid_size, tokenizer, stats, start)

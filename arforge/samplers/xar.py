@@ -67,11 +67,4 @@ class XARSampler(FlowARSampler):
             stats.head_time_s += time.perf_counter() - t_pass
             tokens_BNc[:, cell] = x
             stats.accepted_per_step.append(float(len(cell)) / steps)
-        images = None
-        if tokenizer is not None:
-            t = time.perf_counter()
-            h, w = model.config.grid_size
-            images = tokenizer.decode(tokens_BNc.transpose(1, 2).reshape(B, c, h, w)).clamp(-1, 1)
-            stats.decode_time_s = time.perf_counter() - t
-        stats.wall_time_s = time.perf_counter() - start
-        return SampleResult(tokens=tokens_BNc, stats=stats, images=images)
+        return self.finish_latent_tokens(tokens_BNc, model.config.grid_size, tokenizer, stats, start)

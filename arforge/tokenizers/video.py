@@ -134,6 +134,11 @@ class Upsample3d(nn.Module):
         return y[:, :, 1:]
 
 
+def res_blocks(in_ch: int, out_ch: int, count: int, groups: int, kt: int) -> list[nn.Module]:
+    """``count`` residual blocks taking ``in_ch`` to ``out_ch`` channels (the first changes the width)."""
+    return [ResBlock3d(in_ch if i == 0 else out_ch, out_ch, groups, kt) for i in range(count)]
+
+
 class VideoEncoder(nn.Module):
     def __init__(self, cfg: VideoVQConfig):
         super().__init__()
@@ -142,9 +147,8 @@ class VideoEncoder(nn.Module):
         blocks: list[nn.Module] = []
         prev = widths[0]
         for level, width in enumerate(widths):
-            for _ in range(cfg.num_res_blocks):
-                blocks.append(ResBlock3d(prev, width, cfg.norm_groups, kts[level]))
-                prev = width
+            blocks += res_blocks(prev, width, cfg.num_res_blocks, cfg.norm_groups, kts[level])
+            prev = width
             if level < len(widths) - 1:
                 down_t = bool(cfg.temporal_down[level])
                 blocks.append(CausalConv3d(width, width, (3 if down_t else kts[level], 3, 3), stride=(2 if down_t else 1, 2, 2)))
@@ -166,9 +170,8 @@ class VideoDecoder(nn.Module):
         blocks: list[nn.Module] = [ResBlock3d(widths[0], widths[0], cfg.norm_groups, kts[0])]
         prev = widths[0]
         for level, width in enumerate(widths):
-            for _ in range(cfg.num_res_blocks):
-                blocks.append(ResBlock3d(prev, width, cfg.norm_groups, kts[level]))
-                prev = width
+            blocks += res_blocks(prev, width, cfg.num_res_blocks, cfg.norm_groups, kts[level])
+            prev = width
             if level < len(widths) - 1:
                 blocks.append(Upsample3d(width, bool(temporal[level]), kts[level + 1]))
         self.blocks = nn.Sequential(*blocks)

@@ -15,20 +15,12 @@ def nar(grid=(4, 5)) -> NARGenerator:
     return gen.eval()
 
 
-def test_cached_wave_decoding_matches_teacher_forcing():
+def test_cached_wave_decoding_matches_teacher_forcing(decode_by_schedule):
     gen = nar()
     tokens, labels = torch.randint(0, 11, (2, 20)), torch.tensor([0, 2])
     with torch.no_grad():
         full = gen(tokens, labels)
-        cache = gen.new_cache(2)
-        decoded = torch.zeros_like(full)
-        for step in gen.order.decode_schedule():
-            if step.feed_T.numel() == 0:
-                out = gen.prefill(labels, cache)
-            else:
-                out = gen.decode(tokens[:, step.feed_T], step.feed_T[None].expand(2, -1), cache)
-            decoded[:, step.emit_E] = gen.select_logits(out, step)
-    torch.testing.assert_close(decoded, full, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(decode_by_schedule(gen, tokens, labels), full, atol=1e-5, rtol=1e-5)
 
 
 def test_interior_logits_average_the_right_and_below_heads():
@@ -72,7 +64,7 @@ def test_average_heads_ignores_unused_heads():
     torch.testing.assert_close(average_heads(logits, use), torch.tensor([[[3.0, 5.0], [2.0, 2.0]]]))
 
 
-def test_video_grid_uses_a_time_head_and_decodes_like_teacher_forcing():
+def test_video_grid_uses_a_time_head_and_decodes_like_teacher_forcing(decode_by_schedule):
     gen = NARGenerator(NARConfig(vocab_size=11, grid_size=(2, 3, 3), num_classes=3, backbone=BackboneConfig(dim=48, n_layer=2, n_head=2, multiple_of=16)))
     torch.manual_seed(0)
     for p in gen.parameters():
@@ -82,12 +74,6 @@ def test_video_grid_uses_a_time_head_and_decodes_like_teacher_forcing():
     tokens, labels = torch.randint(0, 11, (2, 18)), torch.tensor([0, 1])
     with torch.no_grad():
         full = gen(tokens, labels)
-        cache = gen.new_cache(2)
-        decoded = torch.zeros_like(full)
-        for step in gen.order.decode_schedule():
-            out = gen.prefill(labels, cache) if step.feed_T.numel() == 0 else gen.decode(
-                tokens[:, step.feed_T], step.feed_T[None].expand(2, -1), cache)
-            decoded[:, step.emit_E] = gen.select_logits(out, step)
-    torch.testing.assert_close(decoded, full, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(decode_by_schedule(gen, tokens, labels), full, atol=1e-5, rtol=1e-5)
     res = build_sampler("ar").sample(gen, labels, generator_rng=torch.Generator().manual_seed(0))
     assert res.tokens.shape == (2, 2, 3, 3) and res.stats.forward_passes == 2 + 3 + 3 - 2

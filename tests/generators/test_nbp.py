@@ -37,20 +37,12 @@ def test_block_of_one_token_gives_the_raster_generators_logits():
 
 
 @pytest.mark.parametrize("block", [(1, 4), (2, 4), (2, 2), (4, 4)])
-def test_cached_block_decoding_matches_teacher_forcing(block):
+def test_cached_block_decoding_matches_teacher_forcing(block, decode_by_schedule):
     gen = nbp(block=block)
     tokens, labels = torch.randint(0, 13, (2, 16)), torch.tensor([1, 2])
     with torch.no_grad():
         full = gen(tokens, labels)
-        cache = gen.new_cache(2)
-        decoded = torch.zeros_like(full)
-        for step in gen.order.decode_schedule():
-            if step.feed_T.numel() == 0:
-                out = gen.prefill(labels, cache)
-            else:
-                out = gen.decode(tokens[:, step.feed_T], step.feed_T[None].expand(2, -1), cache)
-            decoded[:, step.emit_E] = gen.select_logits(out, step)
-    torch.testing.assert_close(decoded, full, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(decode_by_schedule(gen, tokens, labels), full, atol=1e-5, rtol=1e-5)
 
 
 def test_tokens_of_a_block_do_not_see_later_blocks():
