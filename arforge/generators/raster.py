@@ -129,7 +129,7 @@ class RasterGenerator(Backbone, PretrainedMixin):
         if N != self.num_tokens:
             raise ValueError(f"expected {self.num_tokens} tokens per image (grid {self.config.grid_size}), got {N}")
         P = self.num_prefix
-        arr = self.order.training_arrangement(P)
+        arr = self.training_arrangement()
         input_idx = arr.input_idx_T.to(tokens_BN.device)
         x_BLC = torch.cat([self.prefix_embeddings(cond), self.tok_embeddings(tokens_BN[:, input_idx])], dim=1)
         x_BLC = self.tok_dropout(x_BLC)
@@ -145,6 +145,12 @@ class RasterGenerator(Backbone, PretrainedMixin):
             mask = self._prefix_padding_mask(cond_mask_BP, L, mask)
         h_BLC = self.run_layers(x_BLC, rope, None if mask is None else mask.to(x_BLC.device))
         return self.read_out(h_BLC, arr)
+
+    def training_arrangement(self):
+        """The order's teacher-forcing layout for this model's prefix (built once, then reused)."""
+        if getattr(self, "_arrangement", None) is None:
+            self._arrangement = self.order.training_arrangement(self.num_prefix)
+        return self._arrangement
 
     def prefix_embeddings(self, cond: torch.Tensor) -> torch.Tensor:
         """Embeddings ``(B, P, C)`` of the prefix slots."""
