@@ -14,6 +14,7 @@ cells, row-major); ``mask_BN`` is 1 where a token is unknown (to predict).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from torch import nn
@@ -41,7 +42,8 @@ class MARConfig:
     prepended to the sequence. ``label_drop_prob``: probability of replacing the class by the learned
     ``fake_latent`` in training (enables CFG). ``mask_ratio_min``: lower end of the training masking
     ratio. ``encoder_*`` / ``decoder_*``: the two ViT stacks; ``attn_dropout`` / ``proj_dropout``:
-    their dropout. ``diffloss_d`` / ``diffloss_w``: head depth / width; ``num_sampling_steps``:
+    their dropout. ``diffloss_d`` / ``diffloss_w``: head depth / width; ``diffloss_x0_clip``: clamp of
+    the head's predicted clean token at sampling (``None`` = MAR; see :class:`DiffusionHeadConfig`); ``num_sampling_steps``:
     respaced head steps at sampling; ``diffusion_batch_mul``: (t, noise) draws per token in training.
     """
 
@@ -62,6 +64,7 @@ class MARConfig:
     proj_dropout: float = 0.1
     diffloss_d: int = 6
     diffloss_w: int = 1024
+    diffloss_x0_clip: Optional[float] = None
     num_sampling_steps: int = 100
     diffusion_batch_mul: int = 4
     learn_sigma: bool = True
@@ -89,7 +92,8 @@ class MARConfig:
     def head(self) -> DiffusionHeadConfig:
         return DiffusionHeadConfig(token_dim=self.token_dim, cond_dim=self.decoder_embed_dim, width=self.diffloss_w,
                                    depth=self.diffloss_d, sampling_steps=self.num_sampling_steps,
-                                   learn_sigma=self.learn_sigma, batch_mul=self.diffusion_batch_mul)
+                                   learn_sigma=self.learn_sigma, batch_mul=self.diffusion_batch_mul,
+                                   x0_clip=self.diffloss_x0_clip)
 
     @property
     def token_dim(self) -> int:

@@ -25,15 +25,17 @@ from arforge.samplers.cfg import CFGSchedule
 class MARSampler(Sampler):
     """Args: ``num_iter`` trunk passes (MAR: 64 demo / 256 paper), ``cfg`` (schedule or scale),
     ``temperature`` of the head's injected noise, ``head_steps`` (respaced diffusion steps; ``None``
-    keeps the head's configured count), ``head_steps_end`` (DiSA: anneal to this many steps)."""
+    keeps the head's configured count), ``head_steps_end`` (DiSA: anneal to this many steps),
+    ``x0_clip`` (clamp of the head's predicted clean token; ``None`` = the model's setting)."""
 
     def __init__(self, num_iter: int = 64, cfg: CFGSchedule | float = 1.0, temperature: float = 1.0,
-                 head_steps: int | None = None, head_steps_end: int | None = None):
+                 head_steps: int | None = None, head_steps_end: int | None = None, x0_clip: float | None = None):
         if num_iter < 1:
             raise ValueError(f"num_iter must be >= 1, got {num_iter}")
         if (head_steps is not None and head_steps < 1) or (head_steps_end is not None and head_steps_end < 1):
             raise ValueError("head_steps and head_steps_end must be >= 1")
         self.num_iter, self.temperature, self.head_steps, self.head_steps_end = num_iter, temperature, head_steps, head_steps_end
+        self.x0_clip = x0_clip
         self.cfg = cfg if isinstance(cfg, CFGSchedule) else CFGSchedule(scale=float(cfg))
 
     @torch.no_grad()
@@ -77,7 +79,7 @@ class MARSampler(Sampler):
                 scale = self.cfg.scale_at((N - mask_len) / N)
                 tokens_BNd[idx] = model.diffloss.sample(
                     z_cond[idx], uncond_NC=None if z_uncond is None else z_uncond[idx], cfg=scale,
-                    temperature=self.temperature, generator=generator_rng)
+                    temperature=self.temperature, generator=generator_rng, x0_clip=self.x0_clip)
                 stats.head_evaluations += model.diffloss.sample_diffusion.num_steps
                 stats.head_time_s += time.perf_counter() - t
             stats.accepted_per_step.append(float(idx[0].numel()) / B)

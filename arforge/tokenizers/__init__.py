@@ -1,8 +1,9 @@
 """Images <-> tokens: the LlamaGen-compatible VQ tokenizer, its quantizer, discriminator and losses;
-the continuous KL tokenizer (``diffusers.AutoencoderKL``); VAR's multi-scale residual VQ tokenizer.
+the continuous KL tokenizer (``diffusers.AutoencoderKL``); VAR's multi-scale residual VQ tokenizer;
+the causal video VQ tokenizer.
 
-Importing this package registers ``tokenizer/vq``, ``tokenizer/kl`` and ``tokenizer/msvq`` for
-:func:`arforge.pretrained.load_pretrained`.
+Importing this package registers ``tokenizer/vq``, ``tokenizer/kl``, ``tokenizer/msvq`` and
+``tokenizer/video_vq`` for :func:`arforge.pretrained.load_pretrained`.
 """
 
 from arforge.tokenizers.kl import KLConfig, KLOutput, KLTokenizer
@@ -10,6 +11,7 @@ from arforge.tokenizers.discriminator import DiscriminatorConfig, PatchGANDiscri
 from arforge.tokenizers.multiscale import MultiScaleVQConfig, MultiScaleVQTokenizer
 from arforge.tokenizers.multiscale_quantizer import MultiScaleQuantizer
 from arforge.tokenizers.quantizer import QuantizerOutput, VectorQuantizer, usage_stats
+from arforge.tokenizers.video import VideoVQConfig, VideoVQTokenizer
 from arforge.tokenizers.vq import VQConfig, VQOutput, VQTokenizer
 
 __all__ = [
@@ -26,5 +28,7 @@ __all__ = [
     "VQOutput",
     "VQTokenizer",
     "VectorQuantizer",
+    "VideoVQConfig",
+    "VideoVQTokenizer",
     "usage_stats",
 ]

@@ -87,3 +87,19 @@ def test_training_reduces_the_loss_and_sampling_is_seeded():
     weight = torch.zeros(64)
     weight[:5] = 1
     assert torch.isfinite(head.loss(x0, cond, weight_N=weight))
+
+
+def test_x0_clip_bounds_the_clean_prediction_and_is_validated():
+    from arforge.config import ConfigError
+
+    torch.manual_seed(0)
+    head = DiffusionHead(DiffusionHeadConfig(token_dim=3, cond_dim=4, width=16, depth=1, sampling_steps=10, learn_sigma=False))
+    for p in head.net.parameters():
+        torch.nn.init.normal_(p, std=1.0)  # an untrained, wildly wrong eps predictor
+    cond = torch.randn(64, 4)
+    wild = head.sample(cond, generator=torch.Generator().manual_seed(0))
+    clipped = head.sample(cond, generator=torch.Generator().manual_seed(0), x0_clip=2.0)
+    assert wild.abs().max() > 10
+    assert clipped.abs().max() <= 2.0 + 1e-5  # the last step returns the clamped x0 itself (no noise at t = 0)
+    with pytest.raises(ConfigError, match="x0_clip"):
+        DiffusionHeadConfig(x0_clip=0.0)

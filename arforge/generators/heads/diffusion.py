@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -162,11 +163,13 @@ class GaussianDiffusion:
         mean = self._at(self.posterior_mean_coef1, t_N) * x0_ND + self._at(self.posterior_mean_coef2, t_N) * xt_ND
         return mean, self._at(self.posterior_log_variance_clipped, t_N).expand_as(xt_ND)
 
-    def p_mean_variance(self, out_NE: torch.Tensor, xt_ND: torch.Tensor, t_N: torch.Tensor) -> dict[str, torch.Tensor]:
+    def p_mean_variance(self, out_NE: torch.Tensor, xt_ND: torch.Tensor, t_N: torch.Tensor,
+                        x0_clip: float | None = None) -> dict[str, torch.Tensor]:
         """``mean``, ``variance``, ``log_variance``, ``pred_xstart`` of ``p(x_{t-1} | x_t)`` from the net output.
 
         ``out_NE`` is ``eps`` ``(N, D)`` or ``[eps, v]`` ``(N, 2 D)`` (learned range: the log-variance is
-        ``(v+1)/2 * log beta_t + (1-(v+1)/2) * log posterior_variance_t``). No clipping of ``x_0``.
+        ``(v+1)/2 * log beta_t + (1-(v+1)/2) * log posterior_variance_t``). ``x0_clip`` clamps the
+        predicted ``x_0`` (default: no clipping, as MAR).
         """
         D = xt_ND.shape[-1]
         eps = out_NE[:, :D]
@@ -176,6 +179,8 @@ class GaussianDiffusion:
         else:  # fixed small variance
             log_var = self._at(self.posterior_log_variance_clipped, t_N).expand_as(xt_ND)
         x0 = self._at(self.sqrt_recip_alphas_cumprod, t_N) * xt_ND - self._at(self.sqrt_recipm1_alphas_cumprod, t_N) * eps
+        if x0_clip is not None:
+            x0 = x0.clamp(-x0_clip, x0_clip)
         mean, _ = self.q_posterior(x0, xt_ND, t_N)
         return {"mean": mean, "variance": torch.exp(log_var), "log_variance": log_var, "pred_xstart": x0}
 
@@ -191,7 +196,10 @@ class DiffusionHeadConfig:
     ``depth``: MLP size (MAR-B: 1024 / 6). ``train_steps``: diffusion steps of the cosine schedule;
     ``sampling_steps``: evenly respaced steps at sampling (MAR: 100). ``learn_sigma``: predict the
     variance too (ADM learned range, loss = MSE + VB). ``batch_mul``: each token is trained with this
-    many independent (t, noise) draws (MAR: 4)."""
+    many independent (t, noise) draws (MAR: 4). ``x0_clip``: at sampling, clamp the predicted clean
+    token to ``[-x0_clip, x0_clip]`` before the posterior step (ADM's ``clip_denoised`` for a latent
+    range; ``None`` = MAR). The cosine schedule's last step has ``alpha_bar ~ 2e-9``, so ``x0`` is the
+    eps error times ~2e4 there: only a long-trained head is accurate enough without the clamp."""
 
     token_dim: int = 16
     cond_dim: int = 768
@@ -201,11 +209,14 @@ class DiffusionHeadConfig:
     sampling_steps: int = 100
     learn_sigma: bool = True
     batch_mul: int = 4
+    x0_clip: Optional[float] = None
 
     def __post_init__(self) -> None:
         for name in ("token_dim", "cond_dim", "width", "depth", "train_steps", "sampling_steps", "batch_mul"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"DiffusionHeadConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.x0_clip is not None and self.x0_clip <= 0:
+            raise ConfigError(f"DiffusionHeadConfig.x0_clip must be > 0 (or null), got {self.x0_clip}")
         if self.sampling_steps > self.train_steps:
             raise ConfigError(f"sampling_steps ({self.sampling_steps}) cannot exceed train_steps ({self.train_steps})")
 
@@ -273,17 +284,19 @@ class DiffusionHead(nn.Module):
     @torch.no_grad()
     def sample(self, cond_NC: torch.Tensor, *, uncond_NC: torch.Tensor | None = None, cfg: float | torch.Tensor = 1.0,
                temperature: float = 1.0, generator: torch.Generator | None = None,
-               noise_ND: torch.Tensor | None = None) -> torch.Tensor:
+               noise_ND: torch.Tensor | None = None, x0_clip: float | None = None) -> torch.Tensor:
         """Tokens ``(N, token_dim)`` for conditions ``cond_NC``, all tokens denoised together (batched).
 
         With ``uncond_NC`` and ``cfg != 1`` the eps prediction is guided (``cfg`` scalar or per token
         ``(N,)``). ``temperature`` scales the injected noise (0 = deterministic mean path).
-        ``noise_ND``: the initial noise (default: drawn from ``generator``).
+        ``noise_ND``: the initial noise (default: drawn from ``generator``). ``x0_clip``: overrides the
+        config's clamp of the predicted clean token.
         """
         diff = self.sample_diffusion
         N, D = cond_NC.shape[0], self.config.token_dim
         x = noise_ND if noise_ND is not None else torch.randn(N, D, device=cond_NC.device, generator=generator)
         guided = uncond_NC is not None and not (isinstance(cfg, (int, float)) and cfg == 1.0)
+        clip = self.config.x0_clip if x0_clip is None else x0_clip
         for i in reversed(range(diff.num_steps)):
             t_idx = torch.full((N,), i, device=x.device, dtype=torch.long)
             t_orig = diff.timestep_map.to(x.device)[t_idx]
@@ -291,7 +304,7 @@ class DiffusionHead(nn.Module):
                 out = self.net.forward_with_cfg(x, t_orig, cond_NC, uncond_NC, cfg)
             else:
                 out = self.net(x, t_orig, cond_NC)
-            pmv = diff.p_mean_variance(out, x, t_idx)
+            pmv = diff.p_mean_variance(out, x, t_idx, clip)
             x = pmv["mean"]
             if i > 0 and temperature > 0:
                 z = torch.randn(x.shape, device=x.device, dtype=x.dtype, generator=generator)
