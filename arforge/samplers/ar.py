@@ -61,7 +61,7 @@ class ARSampler(Sampler):
         tokens_BN = torch.zeros(B, N, dtype=torch.long, device=device)
         stats = SamplerStats(tokens=N)
         done = 0
-        for step in generator.order.decode_schedule():
+        for step in generator.order.cached_decode_schedule():
             if step.feed_T.numel() == 0:
                 out = generator.prefill(cond_all, cache, mask_all)
             else:

@@ -90,5 +90,12 @@ class Order(abc.ABC):
     def decode_schedule(self) -> list[DecodeStep]:
         """The forward passes that generate every token exactly once, in order."""
 
+    def cached_decode_schedule(self) -> list[DecodeStep]:
+        """:meth:`decode_schedule`, built on first use and reused (orders are immutable; samplers call
+        this once per batch, where rebuilding a neighbour schedule costs about as much as a pass)."""
+        if getattr(self, "_schedule", None) is None:
+            self._schedule = self.decode_schedule()
+        return self._schedule
+
     def num_decode_steps(self) -> int:
         return len(self.decode_schedule())
