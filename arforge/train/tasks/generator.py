@@ -113,7 +113,7 @@ class GeneratorTrainTask(TrainTask):
         visible = None
         if self._zipar_visible is not None and float(torch.rand(())) < self.zipar_aware.prob:
             visible = self._zipar_visible
-        logits_BNV, tokens_BN = self._logits(batch, visible)
+        logits_BNV, tokens_BN = self._logits(batch) if visible is None else self._logits(batch, visible)
         loss = F.cross_entropy(logits_BNV.flatten(0, 1), tokens_BN.flatten())
         acc = (logits_BNV.argmax(-1) == tokens_BN).float().mean()
         return loss, {"loss": loss.item(), "token_acc": acc.item()}
