@@ -3,12 +3,13 @@
 Families are registered model classes (``arforge.pretrained.MODEL_CLASSES``, kind ``generator``):
 ``raster`` (:class:`RasterGenerator`), ``nbp`` (:class:`NBPGenerator`, next-block), ``nar`` (:class:`NARGenerator`,
 neighbour order), ``raster_flow`` (:class:`RasterFlowGenerator`), ``var`` (:class:`VARGenerator`), ``flowar``
-(:class:`FlowARGenerator`), ``xar`` (:class:`XARGenerator`, next-cell flow), ``mar`` (:mod:`arforge.generators.mar`).
+(:class:`FlowARGenerator`), ``xar`` (:class:`XARGenerator`, next-cell flow), ``mar`` (:class:`MARGenerator`).
 """
 
 from arforge.generators.backbone import Backbone, BackboneConfig
 from arforge.generators.flowar import FlowARConfig, FlowARGenerator
 from arforge.generators.kv_cache import KVCache
+from arforge.generators.mar import MARConfig, MARGenerator
 from arforge.generators.nar import NARConfig, NARGenerator
 from arforge.generators.nbp import NBPConfig, NBPGenerator
 from arforge.generators.orders import ORDERS, Order, Raster
@@ -18,7 +19,7 @@ from arforge.generators.var import VARConfig, VARGenerator, var_backbone
 from arforge.generators.xar import XARConfig, XARGenerator
 
 __all__ = [
-    "Backbone", "BackboneConfig", "FlowARConfig", "FlowARGenerator", "KVCache", "NARConfig", "NARGenerator", "NBPConfig",
+    "Backbone", "BackboneConfig", "FlowARConfig", "FlowARGenerator", "KVCache", "MARConfig", "MARGenerator", "NARConfig", "NARGenerator", "NBPConfig",
     "NBPGenerator", "ORDERS", "Order", "Raster", "RasterConfig",
     "RasterGenerator", "RasterFlowConfig", "RasterFlowGenerator", "VARConfig", "VARGenerator", "XARConfig", "XARGenerator",
     "var_backbone",
