@@ -12,6 +12,7 @@ from noise with the clean earlier cells in the KV cache.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
@@ -58,7 +59,8 @@ class XARConfig:
             raise ConfigError(f"XARConfig.cell_size={list(self.cell_size)} must tile the {h}x{w} latent grid")
         if self.latent_channels < 1 or self.sampling_steps < 1 or self.noise_std <= 0:
             raise ConfigError("XARConfig needs latent_channels >= 1, sampling_steps >= 1 and noise_std > 0")
-        self.backbone.adaln = "block"
+        if self.backbone.adaln != "block":  # a copy: never mutate a config object the caller may share
+            self.backbone = dataclasses.replace(self.backbone, adaln="block")
 
 
 @register_model
