@@ -24,20 +24,24 @@ from arforge.samplers.cfg import CFGSchedule
 @register_sampler("flowar")
 class FlowARSampler(Sampler):
     """Args: ``cfg`` (:class:`CFGSchedule` or float), ``head_steps`` / ``head_steps_end`` (see the
-    module docstring; ``None`` = the head's configured steps), ``temperature`` (noise scale)."""
+    module docstring; ``None`` = the head's configured steps), ``head_steps_power`` (shape of the
+    annealing, :func:`annealed_steps`; 1 = linear), ``temperature`` (noise scale)."""
 
     def __init__(self, cfg: CFGSchedule | float = 1.0, head_steps: int | None = None, head_steps_end: int | None = None,
-                 temperature: float = 1.0):
+                 temperature: float = 1.0, head_steps_power: float = 1.0):
         self.cfg = cfg if isinstance(cfg, CFGSchedule) else CFGSchedule(scale=float(cfg))
         if (head_steps is not None and head_steps < 1) or (head_steps_end is not None and head_steps_end < 1):
             raise ValueError("head_steps and head_steps_end must be >= 1")
+        if head_steps_power <= 0:
+            raise ValueError(f"head_steps_power must be > 0, got {head_steps_power}")
         self.head_steps, self.head_steps_end, self.temperature = head_steps, head_steps_end, temperature
+        self.head_steps_power = head_steps_power
 
     def steps_at(self, si: int, num_scales: int, default: int) -> int:
         start = self.head_steps or default
         if self.head_steps_end is None:
             return start
-        return annealed_steps(si / max(num_scales - 1, 1), start, self.head_steps_end)
+        return annealed_steps(si / max(num_scales - 1, 1), start, self.head_steps_end, self.head_steps_power)
 
     def head_sample(self, head, feat_2BC: torch.Tensor, batch: int, progress: float, steps: int, rng,
                     stats: SamplerStats) -> torch.Tensor:

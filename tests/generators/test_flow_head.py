@@ -65,3 +65,14 @@ def test_disa_annealing_and_config_checks():
     head = FlowHead(FlowHeadConfig(token_dim=1, cond_dim=1, width=8, depth=1, time_shift=3.0))
     grid = head.time_grid(4)
     assert grid[0] == 0 and grid[-1] == 1 and grid[1] < 0.25  # more resolution near the noise end
+
+
+def test_annealing_power_shapes_the_step_schedule():
+    import pytest
+
+    from arforge.generators.heads.flow import annealed_steps
+
+    assert [annealed_steps(p, 50, 5) for p in (0.0, 0.5, 1.0)] == [50, 28, 5]  # linear by default
+    assert [annealed_steps(p, 50, 5, power=3) for p in (0.0, 0.5, 1.0)] == [50, 11, 5]
+    with pytest.raises(ValueError, match="power"):
+        annealed_steps(0.5, 50, 5, power=0)

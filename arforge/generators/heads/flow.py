@@ -55,11 +55,15 @@ class FlowHeadConfig:
             raise ConfigError(f"FlowHeadConfig.time_shift must be > 0, got {self.time_shift}")
 
 
-def annealed_steps(progress: float, start_steps: int, end_steps: int) -> int:
-    """DiSA step annealing: ``start_steps`` for the first tokens, falling linearly to ``end_steps``
-    once the image is complete (``progress`` = fraction of tokens already generated, in ``[0, 1]``)."""
+def annealed_steps(progress: float, start_steps: int, end_steps: int, power: float = 1.0) -> int:
+    """DiSA step annealing: ``start_steps`` for the first tokens, falling to ``end_steps`` once the
+    image is complete (``progress`` = fraction of tokens already generated, in ``[0, 1]``), along
+    ``end + (start - end) * (1 - progress) ** power`` (``power = 1``: linear; larger: the steps drop
+    faster, e.g. ``power = 3`` averages ``end + (start - end) / 4`` steps over a uniform progress)."""
     progress = min(max(progress, 0.0), 1.0)
-    return max(1, int(round(start_steps + (end_steps - start_steps) * progress)))
+    if power <= 0:
+        raise ValueError(f"annealing power must be > 0, got {power}")
+    return max(1, int(round(end_steps + (start_steps - end_steps) * (1.0 - progress) ** power)))
 
 
 class SetVelocityNet(nn.Module):
