@@ -10,6 +10,7 @@ tokens): ``N / b`` passes per image. With ``block_size: [1, 1]`` it is the raste
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -60,7 +61,7 @@ class NBPGenerator(RasterGenerator):
 
     @property
     def num_prefix(self) -> int:
-        return self.config.cls_token_num + int(torch.tensor(self.config.block_size).prod()) - 1
+        return self.config.cls_token_num + math.prod(self.config.block_size) - 1
 
     def prefix_embeddings(self, cond: torch.Tensor) -> torch.Tensor:
         cls_B1C = self.cls_embedding(cond)[:, :1]

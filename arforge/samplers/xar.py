@@ -40,7 +40,7 @@ class XARSampler(FlowARSampler):
         cache = model.new_cache(labels.shape[0])
         tokens_BNc = torch.zeros(B, N, c, device=device)
         stats = SamplerStats(tokens=N)
-        schedule = model.order.decode_schedule()
+        schedule = model.order.cached_decode_schedule()
         K = len(schedule)
         for k, step in enumerate(schedule):
             cell = step.emit_E.to(device)

@@ -13,6 +13,7 @@ token ``i`` (its index in raster order over the grid) is ``P + i``. An :class:`O
 from __future__ import annotations
 
 import abc
+import math
 from dataclasses import dataclass
 
 import torch
@@ -70,7 +71,7 @@ class Order(abc.ABC):
 
     @property
     def num_tokens(self) -> int:
-        return int(torch.tensor(self.grid_shape).prod())
+        return math.prod(self.grid_shape)
 
     def grid_coords(self) -> tuple[torch.Tensor, ...]:
         """Coordinates (int64 ``(N,)`` each) of every token, raster-indexed: ``(row, col)`` for an

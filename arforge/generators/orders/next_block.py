@@ -11,6 +11,8 @@ is exactly :class:`~arforge.generators.orders.Raster` (the oracle in the tests).
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from arforge.generators.orders.base import DecodeStep, TrainingArrangement
@@ -45,7 +47,7 @@ class NextBlock(GroupedOrder):
     @property
     def block_size(self) -> int:
         """Tokens per block ``b``."""
-        return int(torch.tensor(self.block_shape).prod())
+        return math.prod(self.block_shape)
 
     def token_groups(self) -> torch.Tensor:
         return tile_groups(self, self.block_shape)
