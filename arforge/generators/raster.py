@@ -226,13 +226,18 @@ class RasterGenerator(Backbone, PretrainedMixin):
         """
         if tokens_BT.shape[:2] != idx_BT.shape:
             raise ValueError(f"tokens {tuple(tokens_BT.shape)} and indices {tuple(idx_BT.shape)} must match")
-        pos_BT = idx_BT + self.num_prefix
+        x_BTC = self.tok_dropout(self.tok_embeddings(tokens_BT))
+        return self.decode_embeddings(x_BTC, idx_BT + self.num_prefix, cache, causal, visible_BTS)
+
+    def decode_embeddings(self, x_BTC: torch.Tensor, pos_BT: torch.Tensor, cache: KVCache, causal: bool | None = None,
+                          visible_BTS: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`decode` on input embeddings ``x_BTC`` at sequence slots ``pos_BT`` (prefix slots
+        included); returns the head's logits of every fed slot."""
         cache.mark_valid(pos_BT)
         mask = cache.attention_mask(pos_BT, causal=self.decode_causal if causal is None else causal)
         if visible_BTS is not None:
             if visible_BTS.shape != (*pos_BT.shape, cache.max_len):
                 raise ValueError(f"visible_BTS must have shape {(*pos_BT.shape, cache.max_len)}, got {tuple(visible_BTS.shape)}")
             mask = mask & visible_BTS[:, None]
-        x_BTC = self.tok_dropout(self.tok_embeddings(tokens_BT))
         h_BTC = self.run_layers(x_BTC, self.rope_slots[pos_BT], mask, cache, pos_BT)
         return self.head_logits(h_BTC)

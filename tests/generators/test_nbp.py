@@ -16,9 +16,9 @@ def randomised(gen):
     return gen.eval()
 
 
-def nbp(grid=(4, 4), block=(1, 4)) -> NBPGenerator:
+def nbp(grid=(4, 4), block=(1, 4), hybrid_start=False) -> NBPGenerator:
     return randomised(NBPGenerator(NBPConfig(vocab_size=13, grid_size=grid, num_classes=3, block_size=block,
-                                             backbone=BackboneConfig(**BACKBONE))))
+                                             hybrid_start=hybrid_start, backbone=BackboneConfig(**BACKBONE))))
 
 
 def test_block_of_one_token_gives_the_raster_generators_logits():
@@ -43,6 +43,58 @@ def test_cached_block_decoding_matches_teacher_forcing(block, decode_by_schedule
     with torch.no_grad():
         full = gen(tokens, labels)
     torch.testing.assert_close(decode_by_schedule(gen, tokens, labels), full, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("block", [(1, 4), (2, 2), (2, 4)])
+def test_hybrid_start_decoding_matches_teacher_forcing(block, decode_by_schedule):
+    gen = nbp(block=block, hybrid_start=True)
+    tokens, labels = torch.randint(0, 13, (2, 16)), torch.tensor([1, 2])
+    with torch.no_grad():
+        full = gen(tokens, labels)
+    torch.testing.assert_close(decode_by_schedule(gen, tokens, labels), full, atol=1e-5, rtol=1e-5)
+
+
+def test_hybrid_start_on_a_video_grid_matches_teacher_forcing(decode_by_schedule):
+    gen = randomised(NBPGenerator(NBPConfig(vocab_size=13, grid_size=(3, 2, 4), num_classes=3, block_size=(1, 2, 4),
+                                            hybrid_start=True, backbone=BackboneConfig(dim=48, n_layer=2, n_head=2,
+                                                                                       multiple_of=16))))
+    tokens, labels = torch.randint(0, 13, (2, 24)), torch.tensor([0, 2])
+    with torch.no_grad():
+        full = gen(tokens, labels)
+    torch.testing.assert_close(decode_by_schedule(gen, tokens, labels), full, atol=1e-5, rtol=1e-5)
+
+
+def test_hybrid_start_is_causal_inside_the_first_block_only():
+    gen = nbp(block=(1, 4), hybrid_start=True)
+    tokens, labels = torch.randint(0, 13, (1, 16)), torch.tensor([1])
+    with torch.no_grad():
+        base = gen(tokens, labels)
+        for j in range(4):  # changing first-block token j changes the logits of tokens j+1.. only
+            changed = tokens.clone()
+            changed[:, j] = (changed[:, j] + 1) % 13
+            out = gen(changed, labels)
+            torch.testing.assert_close(out[:, :j + 1], base[:, :j + 1])
+            assert not torch.allclose(out[:, j + 1:8], base[:, j + 1:8])  # rest of block 0 and all of block 1
+        changed = tokens.clone()
+        changed[:, 5] = (changed[:, 5] + 1) % 13  # block 1 stays bidirectional: block 2 sees all of it
+        out = gen(changed, labels)
+        torch.testing.assert_close(out[:, :8], base[:, :8])
+        assert not torch.allclose(out[:, 8:12], base[:, 8:12])
+
+
+def test_hybrid_start_takes_b_plus_blocks_minus_one_passes():
+    gen = nbp(grid=(4, 4), block=(1, 4), hybrid_start=True)
+    res = build_sampler("ar", cfg=1.5).sample(gen, torch.tensor([0, 2]), generator_rng=torch.Generator().manual_seed(0))
+    assert res.stats.forward_passes == 4 + 4 - 1
+    assert res.stats.accepted_per_step == [1.0] * 4 + [4.0] * 3
+    assert gen.order.num_decode_steps() == 7
+
+
+def test_hybrid_start_with_one_token_blocks_is_plain_next_block():
+    a, b = nbp(block=(1, 1), hybrid_start=True), nbp(block=(1, 1))
+    tokens, labels = torch.randint(0, 13, (2, 16)), torch.tensor([0, 1])
+    with torch.no_grad():
+        torch.testing.assert_close(a(tokens, labels), b(tokens, labels), rtol=0, atol=0)
 
 
 def test_tokens_of_a_block_do_not_see_later_blocks():

@@ -78,7 +78,8 @@ def test_neighbor_on_one_row_is_causal_raster():
 
 @pytest.mark.parametrize("order, passes", [(Neighbor((8, 8)), 15), (NextBlock((8, 8), (1, 8)), 8),
                                            (NextBlock((8, 8), (2, 4)), 8), (Raster((8, 8)), 64),
-                                           (Cells((8, 8), (4, 4)), 4)])
+                                           (Cells((8, 8), (4, 4)), 4), (NextBlock((8, 8), (1, 8), hybrid_start=True), 15),
+                                           (NextBlock((3, 2, 4), (1, 2, 4), hybrid_start=True), 10)])
 def test_decode_schedules_emit_every_token_once(order, passes):
     steps = order.decode_schedule()
     assert len(steps) == passes == order.num_decode_steps()
