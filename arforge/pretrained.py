@@ -215,6 +215,29 @@ class PretrainedMixin:
         return model
 
 
+def load_weights_into(model: torch.nn.Module, directory: str | Path) -> dict[str, tuple[Any, Any]]:
+    """Initialise ``model`` in place from a saved model folder (or a training run folder holding
+    ``model/``), e.g. to fine-tune. The saved model must have ``model``'s kind and type and exactly
+    its keys and shapes (:class:`CheckpointError` otherwise). Returns the config fields that differ
+    between the saved model and ``model`` (``{field: (saved, current)}``; the caller decides whether
+    that is intended, e.g. a new dropout rate)."""
+    directory = Path(directory)
+    if (directory / "model" / CONFIG_NAME).is_file() and not (directory / CONFIG_NAME).is_file():
+        directory = directory / "model"
+    meta = read_config_file(directory)
+    kind, type_ = getattr(model, "model_kind", None), getattr(model, "model_type", None)
+    if (meta["kind"], meta["type"]) != (kind, type_):
+        raise CheckpointError(f"{directory} holds a {meta['type']} {meta['kind']}, but this run trains a {type_} {kind}; "
+                              f"initialise from a {type_} {kind} checkpoint")
+    weights = directory / WEIGHTS_NAME
+    if not weights.is_file():
+        raise CheckpointError(f"{directory} has no {WEIGHTS_NAME}")
+    device = next(iter(model.state_dict().values())).device if model.state_dict() else "cpu"
+    load_state_dict_strict(model, load_file(str(weights), device=str(device)), str(weights))
+    current = json.loads(json.dumps(to_dict(model.config))) if hasattr(model, "config") else {}
+    return {k: (meta["config"].get(k), v) for k, v in current.items() if meta["config"].get(k) != v}
+
+
 def register_model(cls: type) -> type:
     """Class decorator: make ``cls`` loadable through :func:`load_pretrained`."""
     MODEL_CLASSES.register(f"{cls.model_kind}/{cls.model_type}", cls)

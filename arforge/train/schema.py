@@ -74,7 +74,11 @@ class TrainLoopConfig:
     ``eval_every`` (0 = never), ``ckpt_every`` (0 = only at the end): in optimizer steps.
     ``eval_batches``: validation batches per evaluation (0 = the whole split).
     ``keep_checkpoints``: newest checkpoints kept (0 = all). ``out_dir``: run folder (default
-    ``runs/<config file stem>``; ``--out`` wins).
+    ``runs/<config file stem>``; ``--out`` wins). ``init_from``: a saved model folder (or a run
+    folder with ``model/``) whose weights initialise the trained model before step 0, for
+    fine-tuning: same model type, exactly the same keys and shapes; config fields that differ are
+    logged. The optimizer, schedule and data order start fresh. Not used on ``--resume`` (the
+    checkpoint holds the weights).
     """
 
     steps: int = 1000
@@ -88,6 +92,7 @@ class TrainLoopConfig:
     ckpt_every: int = 500
     keep_checkpoints: int = 2
     out_dir: Optional[str] = None
+    init_from: Optional[str] = None
 
     def __post_init__(self) -> None:
         if self.steps < 1:

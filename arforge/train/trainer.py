@@ -48,7 +48,7 @@ from tqdm import tqdm
 from arforge.config import ConfigError, to_dict
 from arforge.data.batching import EpochBatchSampler
 from arforge.data.registry import build_dataset, data_info
-from arforge.pretrained import CheckpointError, PretrainedMixin, atomic_write_text, load_state_dict_strict
+from arforge.pretrained import CheckpointError, PretrainedMixin, atomic_write_text, load_state_dict_strict, load_weights_into
 from arforge.train.checkpoint import (
     capture_rng_state,
     clean_stale_temporaries,
@@ -220,6 +220,11 @@ class Trainer:
         task = task_cls.from_config(run_config.task_options, self.data_info, source)
         if not isinstance(task, TrainTask):
             raise TypeError(f"{task_cls.__name__}.from_config returned {type(task).__name__}, not a TrainTask")
+        if tcfg.init_from and not resume:
+            changed = load_weights_into(task.export_model(), tcfg.init_from)
+            log.info("initialised %s from %s%s", type(task.export_model()).__name__, tcfg.init_from,
+                     "" if not changed else "; config fields that differ (saved -> this run): " +
+                     ", ".join(f"{k}: {a} -> {b}" for k, (a, b) in changed.items()))
         self.task = task.to(self.device)
         self.model = self.accelerator.prepare_model(_LossForward(self.task))
         optimizer = build_optimizer(self.task, run_config.optim)

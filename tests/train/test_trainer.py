@@ -218,3 +218,23 @@ def test_tensorboard_receives_scalars_when_available(tmp_path, monkeypatch):
     tags = {c[0] for c in calls[1:-1]}
     assert {"train/loss", "train/lr", "train/acc", "eval/val_acc"} <= tags
     assert all(c[2] == 4 for c in calls[1:-1])
+
+
+def test_init_from_starts_from_saved_weights_and_refuses_mismatches(tmp_path, caplog):
+    first = train(_cfg(), tmp_path / "first", device="cpu")
+    trained = _weights(first.out_dir)
+    # one step at a negligible lr keeps the initial weights: they must be the saved ones, not a fresh init
+    still = {"lr": 1e-9, "warmup_steps": 0, "weight_decay": 0.0}
+    with caplog.at_level("INFO", logger="arforge.train.trainer"):
+        second = train(_cfg(optim=still, train={"steps": 1, "init_from": str(first.out_dir)}), tmp_path / "second", device="cpu")
+    for key, value in _weights(second.out_dir).items():
+        torch.testing.assert_close(value, trained[key], atol=1e-6, rtol=0)
+    fresh = train(_cfg(optim=still, train={"steps": 1}), tmp_path / "fresh", device="cpu")
+    assert not torch.allclose(_weights(fresh.out_dir)["net.0.weight"], trained["net.0.weight"], atol=1e-3)
+    assert "initialised TinyClassifier" in caplog.text
+    # a model with other shapes is refused, naming the keys
+    wider = train(_cfg(task={"hidden": 24}), tmp_path / "wider", device="cpu")
+    with pytest.raises(CheckpointError, match="net.0.weight"):
+        train(_cfg(train={"init_from": str(wider.exported_model_dir)}), tmp_path / "third", device="cpu")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        train(_cfg(train={"init_from": str(tmp_path / "nowhere")}), tmp_path / "fourth", device="cpu")
