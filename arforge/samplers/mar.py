@@ -7,7 +7,8 @@ random permutation per image drawn from ``generator_rng``. With a ``linear`` CFG
 ramps with the fraction of tokens known after the step, as MAR's ``cfg_schedule="linear"``.
 With ``head_steps_end`` the head's diffusion steps fall linearly from ``head_steps`` (first step) to
 ``head_steps_end`` as the image fills in (DiSA annealing: later tokens are pinned down by the known
-ones, so they need fewer denoising steps).
+ones, so they need fewer denoising steps); ``head_steps_power`` > 1 makes them fall faster
+(:func:`~arforge.generators.heads.flow.annealed_steps`, shared with the flow samplers).
 """
 
 from __future__ import annotations
@@ -26,14 +27,18 @@ class MARSampler(Sampler):
     """Args: ``num_iter`` trunk passes (MAR: 64 demo / 256 paper), ``cfg`` (schedule or scale),
     ``temperature`` of the head's injected noise, ``head_steps`` (respaced diffusion steps; ``None``
     keeps the head's configured count), ``head_steps_end`` (DiSA: anneal to this many steps),
-    ``x0_clip`` (clamp of the head's predicted clean token; ``None`` = the model's setting)."""
+    ``head_steps_power`` (shape of that annealing; 1 = linear), ``x0_clip`` (clamp of the head's predicted clean token; ``None`` = the model's setting)."""
 
     def __init__(self, num_iter: int = 64, cfg: CFGSchedule | float = 1.0, temperature: float = 1.0,
-                 head_steps: int | None = None, head_steps_end: int | None = None, x0_clip: float | None = None):
+                 head_steps: int | None = None, head_steps_end: int | None = None, x0_clip: float | None = None,
+                 head_steps_power: float = 1.0):
         if num_iter < 1:
             raise ValueError(f"num_iter must be >= 1, got {num_iter}")
         if (head_steps is not None and head_steps < 1) or (head_steps_end is not None and head_steps_end < 1):
             raise ValueError("head_steps and head_steps_end must be >= 1")
+        if head_steps_power <= 0:
+            raise ValueError(f"head_steps_power must be > 0, got {head_steps_power}")
+        self.head_steps_power = head_steps_power
         self.num_iter, self.temperature, self.head_steps, self.head_steps_end = num_iter, temperature, head_steps, head_steps_end
         self.x0_clip = x0_clip
         self.cfg = cfg if isinstance(cfg, CFGSchedule) else CFGSchedule(scale=float(cfg))
@@ -72,7 +77,8 @@ class MARSampler(Sampler):
             idx = emit.nonzero(as_tuple=True)
             if idx[0].numel():
                 known = N - int(mask_BN[0].sum())
-                steps = first_steps if self.head_steps_end is None else annealed_steps(known / N, first_steps, self.head_steps_end)
+                steps = first_steps if self.head_steps_end is None else annealed_steps(known / N, first_steps, self.head_steps_end,
+                                                                                         self.head_steps_power)
                 if steps != model.diffloss.sample_diffusion.num_steps:
                     model.diffloss.set_sampling_steps(steps)
                 t = time.perf_counter()

@@ -1,5 +1,6 @@
 """MAR sampler: every token emitted exactly once, batched head calls, seeds, CFG, head-step override."""
 
+import pytest
 import torch
 
 from arforge.samplers import CFGSchedule, MARSampler, build_sampler
@@ -66,3 +67,10 @@ def test_disa_annealing_lowers_head_steps_as_the_image_fills_in(tiny_mar):
     assert expected[0] == 8 and expected[-1] < 8
     assert out.stats.head_evaluations == sum(expected)
     assert model.diffloss.sample_diffusion.num_steps == 10  # the configured steps are restored
+    cubic = [max(1, round(2 + (8 - 2) * (1 - k / N) ** 3)) for k in known_before]
+    assert sum(cubic) < sum(expected)
+    out = build_sampler("mar", num_iter=4, head_steps=8, head_steps_end=2, head_steps_power=3).sample(
+        model, torch.tensor([0, 1]), generator_rng=torch.Generator().manual_seed(0))
+    assert out.stats.head_evaluations == sum(cubic)
+    with pytest.raises(ValueError, match="head_steps_power"):
+        build_sampler("mar", head_steps_power=0)
