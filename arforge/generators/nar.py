@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from arforge.config import ConfigError
 from arforge.generators.orders import Neighbor, Order
 from arforge.generators.raster import RasterConfig, RasterGenerator
 from arforge.pretrained import register_model
@@ -28,8 +27,7 @@ class NARConfig(RasterConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.condition != "class":
-            raise ConfigError("nar supports class conditioning only (condition: class)")
+        self.require_class_condition("nar")
 
 
 def average_heads(logits_BEHV: torch.Tensor, use_EH: torch.Tensor) -> torch.Tensor:

@@ -38,8 +38,7 @@ class NBPConfig(RasterConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.condition != "class":
-            raise ConfigError("nbp supports class conditioning only (condition: class)")
+        self.require_class_condition("nbp")
         grid, block = tuple(self.grid_size), tuple(self.block_size)
         if len(block) != len(grid) or min(block) < 1 or any(g % b for g, b in zip(grid, block)):
             raise ConfigError(f"NBPConfig.block_size={list(block)} must tile the {'x'.join(map(str, grid))} token grid "

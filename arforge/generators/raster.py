@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from arforge.config import ConfigError
 from arforge.generators.backbone import Backbone, BackboneConfig
 from arforge.generators.conditioning import CaptionEmbedder, ClassEmbedder
 from arforge.generators.kv_cache import KVCache
@@ -58,6 +59,11 @@ class RasterConfig:
             raise ValueError("class conditioning uses exactly one prefix token: set cls_token_num: 1")
         if len(self.grid_size) not in (2, 3) or min(self.grid_size) < 1 or self.vocab_size < 2:
             raise ValueError(f"invalid grid_size={self.grid_size} or vocab_size={self.vocab_size}")
+
+    def require_class_condition(self, family: str) -> None:
+        """For families built on this config that have no caption path: refuse ``condition: caption``."""
+        if self.condition != "class":
+            raise ConfigError(f"{family} supports class conditioning only (condition: class)")
 
 
 @register_model

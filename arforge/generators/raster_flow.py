@@ -32,8 +32,7 @@ class RasterFlowConfig(RasterConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.condition != "class":
-            raise ConfigError("raster_flow supports class conditioning only")
+        self.require_class_condition("raster_flow")
         if self.latent_channels < 1:
             raise ConfigError(f"RasterFlowConfig.latent_channels must be >= 1, got {self.latent_channels}")
         self.head.token_dim, self.head.cond_dim = self.latent_channels, self.backbone.dim
