@@ -45,7 +45,7 @@ def test_cached_block_decoding_matches_teacher_forcing(block, decode_by_schedule
     torch.testing.assert_close(decode_by_schedule(gen, tokens, labels), full, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("block", [(1, 4), (2, 2), (2, 4)])
+@pytest.mark.parametrize("block", [(1, 4), (2, 2), (2, 4), (4, 4)])
 def test_hybrid_start_decoding_matches_teacher_forcing(block, decode_by_schedule):
     gen = nbp(block=block, hybrid_start=True)
     tokens, labels = torch.randint(0, 13, (2, 16)), torch.tensor([1, 2])
@@ -88,6 +88,20 @@ def test_hybrid_start_takes_b_plus_blocks_minus_one_passes():
     assert res.stats.forward_passes == 4 + 4 - 1
     assert res.stats.accepted_per_step == [1.0] * 4 + [4.0] * 3
     assert gen.order.num_decode_steps() == 7
+
+
+def test_hybrid_start_with_the_whole_grid_as_one_block_is_raster():
+    raster = randomised(RasterGenerator(RasterConfig(vocab_size=13, grid_size=(3, 4), num_classes=3,
+                                                     backbone=BackboneConfig(**BACKBONE))))
+    gen = randomised(NBPGenerator(NBPConfig(vocab_size=13, grid_size=(3, 4), num_classes=3, block_size=(3, 4),
+                                            hybrid_start=True, backbone=BackboneConfig(**BACKBONE))))
+    gen.load_state_dict({**raster.state_dict(), "start_tokens": gen.start_tokens.detach()}, strict=True)
+    tokens, labels = torch.randint(0, 13, (2, 12)), torch.tensor([0, 2])
+    with torch.no_grad():
+        torch.testing.assert_close(gen(tokens, labels), raster(tokens, labels), rtol=1e-6, atol=1e-6)
+        a = build_sampler("ar", cfg=2.0).sample(gen, labels, generator_rng=torch.Generator().manual_seed(3))
+        b = build_sampler("ar", cfg=2.0).sample(raster, labels, generator_rng=torch.Generator().manual_seed(3))
+    assert torch.equal(a.tokens, b.tokens) and a.stats.forward_passes == 12
 
 
 def test_hybrid_start_with_one_token_blocks_is_plain_next_block():

@@ -77,7 +77,8 @@ class NextBlock(GroupedOrder):
         if num_prefix < b:
             raise ValueError(f"a {self.block_shape} next-block order needs >= {b} prefix slots (condition + {b - 1} start tokens)")
         blocks = self.block_members()
-        input_idx = torch.cat(blocks[:-1]).sort().values if len(blocks) > 1 else torch.zeros(0, dtype=torch.long)
+        fed = blocks[:-1] if len(blocks) > 1 or not self.hybrid_start else [blocks[0][:-1]]  # one block: fed token by token
+        input_idx = torch.cat(fed).sort().values if fed else torch.zeros(0, dtype=torch.long)
         slot_of_input = torch.full((self.num_tokens,), -1, dtype=torch.long)
         slot_of_input[input_idx] = num_prefix + torch.arange(len(input_idx))
         start_slots = torch.arange(num_prefix - b, num_prefix)  # condition's last slot + b - 1 start tokens
