@@ -188,7 +188,7 @@ def logits_from_args(args: argparse.Namespace) -> LogitsPipeline:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="raster generator dir (or its training run folder)")
     p.add_argument("--tokenizer", default=None, help="tokenizer dir (default: the one recorded in the generator)")
-    p.add_argument("--samplers", nargs="+", default=["ar", "sjd", "zipar:window=2", "zipar:window=4", "sjd_lantern"],
+    p.add_argument("--samplers", nargs="+", default=["ar", "sjd", "zipar:window=2", "zipar:window=4", "sjd_lantern", "sjd_lantern:lam=3"],
                    metavar="NAME[:KEY=VALUE,...]", help="samplers to compare with ar (always run first)")
     add_common_arguments(p, batch_sizes=[1, 8])
     p.add_argument("--out", default=None, help="run folder (default: bench-samplers-<time>)")
