@@ -35,7 +35,8 @@ class DataConfig:
     ``none``). ``tokenizer`` + ``source``: build a token cache of ``source`` with that tokenizer.
     ``augment_views`` > 1 turns every training image into that many deterministic views (the
     original + copies shifted by up to ``augment_max_shift`` pixels); evaluation data is never
-    augmented. Used on a token cache's ``source`` it multiplies the cached codes. ``num_frames``:
+    augmented. Used on a token cache's ``source`` it multiplies the cached codes. On ``moving_mnist``
+    the views are extra clips of every training digit on other trajectories. ``num_frames``:
     frames per clip of video datasets (``moving_mnist``, ``video_folder``).
     """
 

@@ -6,6 +6,9 @@ split is a pure function of ``(seed, split, i)``: its digit is the split's ``i``
 start position, direction and speed are drawn from ``numpy.random.default_rng([seed, i])``, so
 every run, tool and worker sees the same videos and the validation clips never share a digit with
 the training clips. The label is the digit's class (class-conditional video generation).
+With ``clips_per_digit = k`` the split holds ``k`` clips of every digit (clip ``i`` shows digit
+``i mod n`` on trajectory ``default_rng([seed, i])``; the first ``n`` clips are the ``k = 1`` clips):
+more motion per digit for the same digits.
 """
 
 from __future__ import annotations
@@ -50,21 +53,25 @@ class MovingMNIST(Dataset):
         channels: 1 or 3 (grey repeated).
         seed: changes every trajectory (not the digits).
         speed_range: pixels per frame.
+        clips_per_digit: clips (trajectories) of every digit.
     """
 
     num_classes = NUM_CLASSES
 
     def __init__(self, split: Literal["train", "val", "all"] = "train", num_frames: int = 8, canvas: int = 64,
-                 channels: int = 3, seed: int = 0, speed_range: tuple[float, float] = (2.0, 4.0)):
+                 channels: int = 3, seed: int = 0, speed_range: tuple[float, float] = (2.0, 4.0),
+                 clips_per_digit: int = 1):
         if canvas < DIGIT_SIZE:
             raise ValueError(f"moving MNIST needs a canvas of at least {DIGIT_SIZE} pixels, got {canvas}")
         if num_frames < 1:
             raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+        if clips_per_digit < 1:
+            raise ValueError(f"clips_per_digit must be >= 1, got {clips_per_digit}")
         if channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {channels}")
         digits, labels = mnist_uint8(split, image_size=DIGIT_SIZE, channels=1)
         self.digits = digits[..., 0]
-        self.labels = torch.from_numpy(labels)
+        self.labels = torch.from_numpy(labels).repeat(clips_per_digit)  # label of every clip
         self.num_frames, self.canvas, self.channels, self.seed = num_frames, canvas, channels, seed
         self.speed_range = speed_range
         self.image_size = canvas
@@ -76,7 +83,7 @@ class MovingMNIST(Dataset):
         """Clip ``i`` as uint8 ``(T, canvas, canvas)``."""
         rng = np.random.default_rng([self.seed, i])
         path = bouncing_path(self.num_frames, self.canvas - DIGIT_SIZE, rng, self.speed_range)
-        return render_clip(self.digits[i], path, self.canvas)
+        return render_clip(self.digits[i % len(self.digits)], path, self.canvas)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         video = torch.from_numpy(self.clip_uint8(i)).float().div(127.5).sub(1.0)[:, None]

@@ -64,7 +64,7 @@ def build_dataset(
     dataset = DATASETS.get(cfg.name)(cfg, split, cache_dir=Path(cache_dir) if cache_dir is not None else None, device=device)
     if cfg.limit and cfg.limit < len(dataset):
         dataset = Subset(dataset, limited_indices(len(dataset), cfg.limit))
-    if cfg.augment_views > 1 and split == cfg.split:
+    if cfg.augment_views > 1 and split == cfg.split and not getattr(dataset, "views_built_in", False):
         dataset = ShiftedViews(dataset, cfg.augment_views, cfg.augment_max_shift)
     return dataset
 
@@ -121,7 +121,11 @@ def _mnist(cfg: DataConfig, split: str, **_: Any) -> Dataset:
 def _moving_mnist(cfg: DataConfig, split: str, **_: Any) -> Dataset:
     if split not in ("train", "val", "all"):
         raise DataError(f"the moving_mnist dataset has splits 'train', 'val' and 'all', not '{split}' (data.split / data.val_split)")
-    return MovingMNIST(split, num_frames=cfg.num_frames, canvas=cfg.image_size, channels=cfg.channels)  # type: ignore[arg-type]
+    views = cfg.augment_views if split == cfg.split else 1  # training views = more trajectories per digit
+    dataset = MovingMNIST(split, num_frames=cfg.num_frames, canvas=cfg.image_size, channels=cfg.channels,  # type: ignore[arg-type]
+                          clips_per_digit=views)
+    dataset.views_built_in = True
+    return dataset
 
 
 @DATASETS.register("video_folder")

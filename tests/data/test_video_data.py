@@ -37,6 +37,23 @@ def test_moving_mnist_is_a_registered_dataset_with_video_info():
         build_dataset(cfg, "test")
 
 
+def test_training_views_of_moving_mnist_are_more_trajectories_of_the_same_digits():
+    one = MovingMNIST("val", num_frames=4, canvas=40, channels=1)
+    three = MovingMNIST("val", num_frames=4, canvas=40, channels=1, clips_per_digit=3)
+    n = len(one)
+    assert len(three) == 3 * n
+    assert np.array_equal(three.clip_uint8(5), one.clip_uint8(5))  # the first n clips are unchanged
+    again = three.clip_uint8(n + 5)
+    assert int(three[n + 5]["label"]) == int(one[5]["label"])
+    assert not np.array_equal(again, one.clip_uint8(5))  # another trajectory ...
+    assert sorted(again[0].flatten().tolist()) == sorted(one.clip_uint8(5)[0].flatten().tolist())  # ... of that digit
+    cfg = DataConfig(name="moving_mnist", image_size=40, channels=1, num_frames=4, augment_views=2, val_split="val")
+    assert len(build_dataset(cfg, "train")) == 2 * len(MovingMNIST("train", num_frames=4, canvas=40, channels=1))
+    assert len(build_dataset(cfg, "val")) == n  # evaluation data is never augmented
+    with pytest.raises(ValueError, match="clips_per_digit"):
+        MovingMNIST("val", clips_per_digit=0)
+
+
 def test_video_folder_reads_frame_folders_and_skips_short_clips(tmp_path):
     clip = torch.rand(5, 3, 16, 16) * 2 - 1
     save_frames(clip, tmp_path / "cats" / "a")
