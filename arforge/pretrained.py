@@ -207,12 +207,17 @@ class PretrainedMixin:
                 f"load it with arforge.pretrained.load_pretrained() or pass a {cls.model_type} {cls.model_kind} checkpoint"
             )
         model = cls.from_config_dict(meta["config"], source=str(directory / CONFIG_NAME))
-        weights = directory / WEIGHTS_NAME
-        if not weights.is_file():
-            raise CheckpointError(f"{directory} has no {WEIGHTS_NAME}")
-        load_state_dict_strict(model, load_file(str(weights), device=str(map_location)), str(weights))
+        load_weights_file(model, directory, map_location)
         model.pretrained_extra = dict(meta["extra"])
         return model
+
+
+def load_weights_file(model: torch.nn.Module, directory: Path, map_location: str | torch.device = "cpu") -> None:
+    """Load ``directory/model.safetensors`` into ``model`` strictly (:func:`load_state_dict_strict`)."""
+    weights = directory / WEIGHTS_NAME
+    if not weights.is_file():
+        raise CheckpointError(f"{directory} has no {WEIGHTS_NAME}")
+    load_state_dict_strict(model, load_file(str(weights), device=str(map_location)), str(weights))
 
 
 def load_weights_into(model: torch.nn.Module, directory: str | Path) -> dict[str, tuple[Any, Any]]:
@@ -221,19 +226,14 @@ def load_weights_into(model: torch.nn.Module, directory: str | Path) -> dict[str
     its keys and shapes (:class:`CheckpointError` otherwise). Returns the config fields that differ
     between the saved model and ``model`` (``{field: (saved, current)}``; the caller decides whether
     that is intended, e.g. a new dropout rate)."""
-    directory = Path(directory)
-    if (directory / "model" / CONFIG_NAME).is_file() and not (directory / CONFIG_NAME).is_file():
-        directory = directory / "model"
+    directory = resolve_model_dir(directory)
     meta = read_config_file(directory)
     kind, type_ = getattr(model, "model_kind", None), getattr(model, "model_type", None)
     if (meta["kind"], meta["type"]) != (kind, type_):
         raise CheckpointError(f"{directory} holds a {meta['type']} {meta['kind']}, but this run trains a {type_} {kind}; "
                               f"initialise from a {type_} {kind} checkpoint")
-    weights = directory / WEIGHTS_NAME
-    if not weights.is_file():
-        raise CheckpointError(f"{directory} has no {WEIGHTS_NAME}")
-    device = next(iter(model.state_dict().values())).device if model.state_dict() else "cpu"
-    load_state_dict_strict(model, load_file(str(weights), device=str(device)), str(weights))
+    state = model.state_dict()
+    load_weights_file(model, directory, next(iter(state.values())).device if state else "cpu")
     current = json.loads(json.dumps(to_dict(model.config))) if hasattr(model, "config") else {}
     return {k: (meta["config"].get(k), v) for k, v in current.items() if meta["config"].get(k) != v}
 

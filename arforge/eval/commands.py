@@ -24,7 +24,7 @@ from typing import Any
 from arforge.eval.features import DEFAULT_BATCH_SIZE
 from arforge.eval.generation import METRICS
 from arforge.eval.preprocess import PREPROCESS
-from arforge.pretrained import CheckpointError, atomic_write_text
+from arforge.pretrained import atomic_write_text, resolve_model_dir
 
 log = logging.getLogger(__name__)
 
@@ -104,24 +104,12 @@ def run_stats(args: argparse.Namespace) -> int:
     return _report("stats", result, Path(args.out).parent)
 
 
-def _tokenizer_dir(path: str) -> Path:
-    """A tokenizer checkpoint dir, or a training run folder holding one in ``model/``."""
-    p = Path(path)
-    if (p / "config.json").is_file():
-        return p
-    if (p / "model" / "config.json").is_file():
-        return p / "model"
-    if not p.exists():
-        raise CheckpointError(f"tokenizer checkpoint not found: {p} does not exist")
-    raise CheckpointError(f"{p} holds no arforge checkpoint (expected {p}/config.json or {p}/model/config.json)")
-
-
 def run_recon(args: argparse.Namespace) -> int:
     from arforge.eval.recon import evaluate_reconstruction
     from arforge.pretrained import load_pretrained
     from arforge.utils.device import resolve_device
 
-    tok_dir = _tokenizer_dir(args.tokenizer)
+    tok_dir = resolve_model_dir(args.tokenizer)
     tokenizer = load_pretrained(tok_dir, kind="tokenizer").to(resolve_device(args.device))
     result = evaluate_reconstruction(
         tokenizer, args.data, batch_size=args.batch_size, rfid=not args.no_rfid, mode=args.mode,
