@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from arforge.generators.heads.flow import annealed_steps
+from arforge.generators.heads.flow import annealed_steps, check_step_annealing
 from arforge.samplers.ar import with_null_condition
 from arforge.samplers.base import Sampler, SamplerStats, SampleResult, register_sampler
 from arforge.samplers.cfg import CFGSchedule
@@ -30,10 +30,7 @@ class FlowARSampler(Sampler):
     def __init__(self, cfg: CFGSchedule | float = 1.0, head_steps: int | None = None, head_steps_end: int | None = None,
                  temperature: float = 1.0, head_steps_power: float = 1.0):
         self.cfg = cfg if isinstance(cfg, CFGSchedule) else CFGSchedule(scale=float(cfg))
-        if (head_steps is not None and head_steps < 1) or (head_steps_end is not None and head_steps_end < 1):
-            raise ValueError("head_steps and head_steps_end must be >= 1")
-        if head_steps_power <= 0:
-            raise ValueError(f"head_steps_power must be > 0, got {head_steps_power}")
+        check_step_annealing(head_steps, head_steps_end, head_steps_power)
         self.head_steps, self.head_steps_end, self.temperature = head_steps, head_steps_end, temperature
         self.head_steps_power = head_steps_power
 

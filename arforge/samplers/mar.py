@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from arforge.generators.heads.flow import annealed_steps
+from arforge.generators.heads.flow import annealed_steps, check_step_annealing
 from arforge.samplers.base import Sampler, SamplerStats, SampleResult, register_sampler
 from arforge.samplers.cfg import CFGSchedule
 
@@ -34,10 +34,7 @@ class MARSampler(Sampler):
                  head_steps_power: float = 1.0):
         if num_iter < 1:
             raise ValueError(f"num_iter must be >= 1, got {num_iter}")
-        if (head_steps is not None and head_steps < 1) or (head_steps_end is not None and head_steps_end < 1):
-            raise ValueError("head_steps and head_steps_end must be >= 1")
-        if head_steps_power <= 0:
-            raise ValueError(f"head_steps_power must be > 0, got {head_steps_power}")
+        check_step_annealing(head_steps, head_steps_end, head_steps_power)
         self.head_steps_power = head_steps_power
         self.num_iter, self.temperature, self.head_steps, self.head_steps_end = num_iter, temperature, head_steps, head_steps_end
         self.x0_clip = x0_clip

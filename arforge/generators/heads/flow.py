@@ -55,6 +55,14 @@ class FlowHeadConfig:
             raise ConfigError(f"FlowHeadConfig.time_shift must be > 0, got {self.time_shift}")
 
 
+def check_step_annealing(head_steps: int | None, head_steps_end: int | None, power: float) -> None:
+    """Validate a sampler's DiSA options (``None`` steps = the head's configured count)."""
+    if (head_steps is not None and head_steps < 1) or (head_steps_end is not None and head_steps_end < 1):
+        raise ValueError("head_steps and head_steps_end must be >= 1")
+    if power <= 0:
+        raise ValueError(f"head_steps_power must be > 0, got {power}")
+
+
 def annealed_steps(progress: float, start_steps: int, end_steps: int, power: float = 1.0) -> int:
     """DiSA step annealing: ``start_steps`` for the first tokens, falling to ``end_steps`` once the
     image is complete (``progress`` = fraction of tokens already generated, in ``[0, 1]``), along
