@@ -57,6 +57,8 @@ class MovingMNIST(Dataset):
     """
 
     num_classes = NUM_CLASSES
+    #: ``data.augment_views`` is served by ``clips_per_digit`` (more trajectories), not by image shifts
+    views_built_in = True
 
     def __init__(self, split: Literal["train", "val", "all"] = "train", num_frames: int = 8, canvas: int = 64,
                  channels: int = 3, seed: int = 0, speed_range: tuple[float, float] = (2.0, 4.0),

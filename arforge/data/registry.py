@@ -62,9 +62,10 @@ def build_dataset(
     if cfg.augment_views > 1 and cfg.name in ("tokens", "latents"):
         raise DataError("data.augment_views applies to images: set it on the token cache's data.source instead")
     dataset = DATASETS.get(cfg.name)(cfg, split, cache_dir=Path(cache_dir) if cache_dir is not None else None, device=device)
+    views_built_in = getattr(dataset, "views_built_in", False)  # the builder already made the training views
     if cfg.limit and cfg.limit < len(dataset):
         dataset = Subset(dataset, limited_indices(len(dataset), cfg.limit))
-    if cfg.augment_views > 1 and split == cfg.split and not getattr(dataset, "views_built_in", False):
+    if cfg.augment_views > 1 and split == cfg.split and not views_built_in:
         dataset = ShiftedViews(dataset, cfg.augment_views, cfg.augment_max_shift)
     return dataset
 
@@ -122,10 +123,8 @@ def _moving_mnist(cfg: DataConfig, split: str, **_: Any) -> Dataset:
     if split not in ("train", "val", "all"):
         raise DataError(f"the moving_mnist dataset has splits 'train', 'val' and 'all', not '{split}' (data.split / data.val_split)")
     views = cfg.augment_views if split == cfg.split else 1  # training views = more trajectories per digit
-    dataset = MovingMNIST(split, num_frames=cfg.num_frames, canvas=cfg.image_size, channels=cfg.channels,  # type: ignore[arg-type]
-                          clips_per_digit=views)
-    dataset.views_built_in = True
-    return dataset
+    return MovingMNIST(split, num_frames=cfg.num_frames, canvas=cfg.image_size, channels=cfg.channels,  # type: ignore[arg-type]
+                       clips_per_digit=views)
 
 
 @DATASETS.register("video_folder")

@@ -50,6 +50,9 @@ def test_training_views_of_moving_mnist_are_more_trajectories_of_the_same_digits
     cfg = DataConfig(name="moving_mnist", image_size=40, channels=1, num_frames=4, augment_views=2, val_split="val")
     assert len(build_dataset(cfg, "train")) == 2 * len(MovingMNIST("train", num_frames=4, canvas=40, channels=1))
     assert len(build_dataset(cfg, "val")) == n  # evaluation data is never augmented
+    limited = build_dataset(DataConfig(name="moving_mnist", image_size=40, channels=1, num_frames=4, augment_views=2,
+                                       limit=10), "train")
+    assert len(limited) == 10 and limited[0]["video"].shape == (4, 1, 40, 40)  # no image shifts on top of the views
     with pytest.raises(ValueError, match="clips_per_digit"):
         MovingMNIST("val", clips_per_digit=0)
 
