@@ -12,6 +12,7 @@ pass per scale, then one batched head integration over all ``p_k^2`` tokens of t
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
@@ -38,7 +39,8 @@ class FlowARConfig(NextScaleTrunkConfig):
         if self.grid_size != (self.patch_nums[-1], self.patch_nums[-1]):
             raise ConfigError(f"FlowARConfig: the last patch size {self.patch_nums[-1]} must equal the latent grid "
                               f"{self.grid_size}; change patch_nums")
-        self.head.token_dim, self.head.cond_dim = self.latent_channels, self.backbone.dim
+        # a copy: never mutate a head config the caller may share between models
+        self.head = dataclasses.replace(self.head, token_dim=self.latent_channels, cond_dim=self.backbone.dim)
 
 
 @register_model

@@ -10,6 +10,7 @@ that predicts each token. Tokens are the latent cells ``(B, c, h, w)`` in raster
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import torch
@@ -35,7 +36,8 @@ class RasterFlowConfig(RasterConfig):
         self.require_class_condition("raster_flow")
         if self.latent_channels < 1:
             raise ConfigError(f"RasterFlowConfig.latent_channels must be >= 1, got {self.latent_channels}")
-        self.head.token_dim, self.head.cond_dim = self.latent_channels, self.backbone.dim
+        # a copy: never mutate a head config the caller may share between models
+        self.head = dataclasses.replace(self.head, token_dim=self.latent_channels, cond_dim=self.backbone.dim)
 
 
 @register_model

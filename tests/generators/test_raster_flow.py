@@ -61,3 +61,7 @@ def test_config_checks():
     with pytest.raises(ConfigError, match="latent_channels"):
         RasterFlowConfig(latent_channels=0)
     assert RasterFlowConfig(latent_channels=5).head.token_dim == 5
+    shared = FlowHeadConfig()
+    a, b = RasterFlowConfig(latent_channels=5, head=shared), RasterFlowConfig(latent_channels=7, head=shared)
+    assert (a.head.token_dim, b.head.token_dim) == (5, 7)
+    assert shared.token_dim == FlowHeadConfig().token_dim  # the caller's head config is not mutated
