@@ -22,6 +22,11 @@ def group_causal_mask(groups_L: torch.Tensor) -> torch.Tensor:
     return groups_L[None, :] <= groups_L[:, None]
 
 
+def members_of(ids_N: torch.Tensor) -> list[torch.Tensor]:
+    """For ids ``0..G-1`` (int64 ``(N,)``), the ascending indices holding each id."""
+    return [torch.nonzero(ids_N == g).flatten() for g in range(int(ids_N.max()) + 1)]
+
+
 def prefix_groups(num_prefix: int, shared_tail: int = 1) -> torch.Tensor:
     """Group ids of ``num_prefix`` prefix slots: causal (one group per slot, ids ``<= 0``) except the
     last ``shared_tail`` slots, which form group 0 together (e.g. NBP's start tokens)."""
@@ -44,8 +49,7 @@ class GroupedOrder(Order):
 
     def group_members(self) -> list[torch.Tensor]:
         """Raster indices of each group's tokens, ascending (row-major inside the group)."""
-        groups = self.token_groups()
-        return [torch.nonzero(groups == g).flatten() for g in range(self.num_groups)]
+        return members_of(self.token_groups())
 
     def training_mask(self, prefix_group_P: torch.Tensor, input_idx_T: torch.Tensor) -> torch.Tensor:
         """Group-causal ``(P + T, P + T)`` mask for a prefix with group ids ``prefix_group_P`` followed

@@ -16,7 +16,7 @@ import math
 import torch
 
 from arforge.generators.orders.base import DecodeStep, TrainingArrangement
-from arforge.generators.orders.grouped import GroupedOrder, prefix_groups
+from arforge.generators.orders.grouped import GroupedOrder, members_of, prefix_groups
 
 
 def tile_groups(order, tile: tuple[int, ...]) -> torch.Tensor:
@@ -99,8 +99,7 @@ class NextBlock(GroupedOrder):
 
     def block_members(self) -> list[torch.Tensor]:
         """Raster indices of each block's tokens, ascending (row-major inside the tile)."""
-        blocks = tile_groups(self, self.block_shape)
-        return [torch.nonzero(blocks == k).flatten() for k in range(int(blocks.max()) + 1)]
+        return members_of(tile_groups(self, self.block_shape))
 
     def decode_schedule(self) -> list[DecodeStep]:
         """Prefill emits block 0 from the last ``b`` prefix outputs (``source`` ``-b..-1``); pass
