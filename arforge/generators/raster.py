@@ -27,6 +27,19 @@ from arforge.generators.rope import rope_grid, zero_rope
 from arforge.pretrained import PretrainedMixin, register_model
 
 
+@dataclass(frozen=True)
+class SideQueries:
+    """``E`` extra query slots for teacher forcing, appended after the ``L`` training slots: query
+    ``e`` is fed the token at grid index ``src_E[e]`` with the rotary angle of grid slot
+    ``slot_E[e]`` and attends to the training slots where ``visible_EL[e]`` is true and to itself;
+    no other slot attends to it. ZipAR-aware training uses them to train the row-start proxy
+    queries exactly as ZipAR decoding computes them (:func:`arforge.samplers.zipar.zipar_training_layout`)."""
+
+    src_E: torch.Tensor
+    slot_E: torch.Tensor
+    visible_EL: torch.Tensor
+
+
 @dataclass
 class RasterConfig:
     """Configuration of a :class:`RasterGenerator`.
@@ -123,13 +136,15 @@ class RasterGenerator(Backbone, PretrainedMixin):
 
     # ------------------------------------------------------------------ training
     def forward(self, tokens_BN: torch.Tensor, cond: torch.Tensor, cond_mask_BP: torch.Tensor | None = None,
-                visible_LL: torch.Tensor | None = None) -> torch.Tensor:
+                visible_LL: torch.Tensor | None = None, side: SideQueries | None = None):
         """Teacher-forced logits ``(B, N, V)`` (float32); ``logits[:, i]`` predicts ``tokens_BN[:, i]``.
 
         ``cond`` is labels ``(B,)`` or caption features ``(B, P, caption_dim)``; ``cond_mask_BP``
         (captions only) marks valid caption tokens (left padding), as LlamaGen's ``emb_mask``.
         ``visible_LL`` (bool ``(L, L)`` over the ``L = P + T`` training slots) further restricts what
         each slot may attend, ANDed with the order's mask (e.g. ZipAR-aware training).
+        ``side`` (:class:`SideQueries`) appends extra query slots that read the sequence but are
+        never read by it; then the result is ``(logits_BNV, side_logits_BEV)``.
         """
         B, N = tokens_BN.shape[:2]
         if N != self.num_tokens:
@@ -147,6 +162,22 @@ class RasterGenerator(Backbone, PretrainedMixin):
                 raise ValueError(f"visible_LL must be ({L}, {L}) for this model, got {tuple(visible_LL.shape)}")
             base = torch.ones(L, L, dtype=torch.bool).tril() if mask is None else mask
             mask = base.to(visible_LL.device) & visible_LL
+        if side is not None:
+            if cond_mask_BP is not None:
+                raise ValueError("side queries support class-conditioned models only (no caption padding mask)")
+            E = side.src_E.numel()
+            if side.visible_EL.shape != (E, L):
+                raise ValueError(f"side.visible_EL must be ({E}, {L}) for this model, got {tuple(side.visible_EL.shape)}")
+            dev = x_BLC.device
+            x_BLC = torch.cat([x_BLC, self.tok_dropout(self.tok_embeddings(tokens_BN[:, side.src_E.to(dev)]))], dim=1)
+            rope = torch.cat([rope, self.rope_slots[P + side.slot_E.to(dev)]])
+            base = torch.ones(L, L, dtype=torch.bool, device=dev).tril() if mask is None else mask.to(dev)
+            full = torch.zeros(L + E, L + E, dtype=torch.bool, device=dev)
+            full[:L, :L] = base
+            full[L:, :L] = side.visible_EL.to(dev)
+            full[L:, L:] = torch.eye(E, dtype=torch.bool, device=dev)
+            h_BMC = self.run_layers(x_BLC, rope, full)
+            return self.read_out(h_BMC[:, :L], arr), self.head_logits(h_BMC[:, L:])
         if cond_mask_BP is not None:
             mask = self._prefix_padding_mask(cond_mask_BP, L, mask)
         h_BLC = self.run_layers(x_BLC, rope, None if mask is None else mask.to(x_BLC.device))

@@ -11,8 +11,8 @@ Per image and row ``r`` with ``c_r`` committed tokens:
   holds ``min(W, j + s)`` tokens. Row ``r`` therefore starts when row ``r - 1`` has ``s`` tokens,
   and its window stops at column ``c_{r-1} - s`` while row ``r - 1`` is unfinished.
 * **One segment per active row** is fed: the last committed token of the row (or, for a row's
-  first token, the last slot of row ``r - 1``: its real token, or a proxy copy of row ``r - 1``'s
-  newest token while that row is unfinished) followed by the row's drafts. Query ``t`` of the
+  first token, the last slot of row ``r - 1``: its real token, or while that row is unfinished a
+  proxy token, :func:`~arforge.samplers.zipar.proxy_source`) followed by the row's drafts. Query ``t`` of the
   segment yields the target distribution ``p`` of column ``c_r + t``.
 * **Visibility inside a pass**: a query sees the cache's committed slots, the committed tokens fed
   in this pass, and the earlier entries of its own segment. It never sees another row's drafts
@@ -44,12 +44,14 @@ from arforge.samplers.base import Sampler, SamplerStats, SampleResult, register_
 from arforge.samplers.cfg import CFGSchedule, guided_window_logits
 from arforge.samplers.logits import LogitsPipeline, sample_from_probs
 from arforge.samplers.speculative import Relaxation, verify
+from arforge.samplers.zipar import PROXIES, proxy_source
 
 COMMITTED, DRAFT, PROXY = 0, 1, 2
 
 
 def _plan_image(count: list[int], filled_last: list[bool], rows: int, width: int, window: int, draft: int,
-                feeds: list[tuple[int, int, int, int]], segments: list[tuple[int, int, int, int]], image: int) -> None:
+                feeds: list[tuple[int, int, int, int]], segments: list[tuple[int, int, int, int]], image: int,
+                proxy: str = "above") -> None:
     """Append one image's feeds ``(grid index, source index, segment id, kind)`` and segments
     ``(image, grid index of the first target, number of targets, first feed offset)`` for one pass."""
     fed_slots: set[int] = set()
@@ -69,7 +71,7 @@ def _plan_image(count: list[int], filled_last: list[bool], rows: int, width: int
             feeds.append((r * width - 1, r * width - 1, seg, COMMITTED))
             filled_last[r - 1] = True
         else:
-            feeds.append((r * width - 1, (r - 1) * width + count[r - 1] - 1, seg, PROXY))
+            feeds.append((r * width - 1, proxy_source(count, r, width, proxy), seg, PROXY))
         for t in range(1, n_targets):
             feeds.append((r * width + c + t - 1, r * width + c + t - 1, seg, DRAFT))
         fed_slots.update(f[0] for f in feeds[start:])
@@ -85,13 +87,17 @@ def _plan_image(count: list[int], filled_last: list[bool], rows: int, width: int
 class ZipARSJDSampler(Sampler):
     """Args: ``window`` (ZipAR's ``s``, default 4, clipped to the row width), ``draft`` (targets
     verified per row and pass, default 4; 1 = plain ZipAR), ``cfg``, ``logits``, ``relax`` (e.g.
-    LANTERN; ``None`` = exact verification), ``max_iters`` (bound on forward passes; default ``N + 1``)."""
+    LANTERN; ``None`` = exact verification), ``max_iters`` (bound on forward passes; default ``N + 1``),
+    ``proxy`` (row-start stand-in, as :class:`~arforge.samplers.zipar.ZipARSampler`)."""
 
     def __init__(self, window: int = 4, draft: int = 4, cfg: CFGSchedule | float = 1.0,
-                 logits: LogitsPipeline | None = None, relax: Relaxation | None = None, max_iters: int | None = None):
+                 logits: LogitsPipeline | None = None, relax: Relaxation | None = None, max_iters: int | None = None,
+                 proxy: str = "above"):
         if window < 1 or draft < 1:
             raise ValueError(f"window and draft must be >= 1, got window={window}, draft={draft}")
-        self.window, self.draft, self.relax, self.max_iters = window, draft, relax, max_iters
+        if proxy not in PROXIES:
+            raise ValueError(f"unknown ZipAR proxy '{proxy}'; choose one of {PROXIES}")
+        self.window, self.draft, self.relax, self.max_iters, self.proxy = window, draft, relax, max_iters, proxy
         self.cfg = cfg if isinstance(cfg, CFGSchedule) else CFGSchedule(scale=float(cfg))
         self.logits = logits or LogitsPipeline()
 
@@ -134,7 +140,7 @@ class ZipARSJDSampler(Sampler):
             segments: list[tuple[int, int, int, int]] = []
             for b in range(B):
                 feeds: list[tuple[int, int, int, int]] = []
-                _plan_image(count[b], filled_last[b], rows, width, window, self.draft, feeds, segments, b)
+                _plan_image(count[b], filled_last[b], rows, width, window, self.draft, feeds, segments, b, self.proxy)
                 per_image.append(feeds or [(N - 1, N - 1, -1, COMMITTED)])  # finished image: a harmless re-feed
             T = max(len(f) for f in per_image)
             plan = torch.tensor([f + [f[-1]] * (T - len(f)) for f in per_image], dtype=torch.long, device=device)

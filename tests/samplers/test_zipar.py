@@ -54,24 +54,34 @@ def test_batch_rows_are_independent_under_greedy_and_llamagen_loads(llamagen_c2i
     assert torch.equal(full, ARSampler(cfg=2.0, logits=LogitsPipeline(greedy=True)).sample(gen, labels).tokens)
 
 
-def test_zipar_training_visibility_matches_the_schedule():
-    from arforge.samplers.zipar import zipar_schedule, zipar_training_visibility
+@pytest.mark.parametrize("grid, s, proxy", [((4, 6), 2, "above"), ((5, 4), 1, "newest"), ((3, 5), 3, "above"),
+                                             ((3, 5), 5, "above")])
+def test_zipar_training_layout_reproduces_the_decode_path(grid, s, proxy, tiny_raster):
+    """Teacher forcing under the layout == the logits ZipAR decoding computes for the same tokens,
+    for every token, row starts (proxy queries) included."""
+    from arforge.samplers.zipar import zipar_decode, zipar_layout_logits, zipar_training_layout
 
-    rows, width, s, P = 3, 5, 2, 1
-    vis = zipar_training_visibility(rows, width, s, P)
-    L = P + rows * width - 1
-    assert vis.shape == (L, L) and not torch.triu(vis, 1).any()  # never sees the future
-    assert torch.equal(zipar_training_visibility(rows, width, width, P), torch.ones(L, L, dtype=torch.bool).tril())
-    emit_pass = {}
-    for k, step in enumerate(zipar_schedule(rows, width, s)):
-        for e in step.emit:
-            emit_pass[e] = k
-    for e in range(1, rows * width):
-        q = P + e - 1
-        for t in range(e):
-            expected = emit_pass[t] < emit_pass[e] or t == e - 1
-            assert bool(vis[q, P + t]) == expected, (e, t)
-        assert vis[q, :P].all()
+    gen = tiny_raster(grid=grid)
+    rows, width = grid
+    labels = torch.tensor([0, 2, 1])
+    tokens = torch.randint(0, gen.vocab_size, (3, rows * width), generator=torch.Generator().manual_seed(0))
+    seen = torch.zeros(3, rows * width, gen.vocab_size)
+
+    def pick(logits, emit):  # record what decoding computes, feed the given tokens
+        seen[:, emit] = logits
+        return tokens[:, emit]
+
+    zipar_decode(gen, labels, None, zipar_schedule(rows, width, s, proxy), pick)
+    layout = zipar_training_layout(rows, width, s, gen.num_prefix, proxy)
+    with torch.no_grad():
+        taught = zipar_layout_logits(gen, tokens, labels, layout)
+    torch.testing.assert_close(taught, seen, atol=1e-4, rtol=1e-4)
+    assert (layout.side is None) == (s == width)
+    if s == width:  # plain causal teacher forcing
+        L = gen.num_prefix + rows * width - 1
+        assert torch.equal(layout.visible_LL, torch.ones(L, L, dtype=torch.bool).tril())
+    else:  # the first token of every row but row 0 comes from a proxy query
+        assert sorted(layout.side_target_E.tolist()) == [r * width for r in range(1, rows)]
 
 
 def test_zipar_aware_training_task_uses_the_visibility_on_some_batches():
@@ -87,3 +97,35 @@ def test_zipar_aware_training_task_uses_the_visibility_on_some_batches():
     task.zipar_aware = type(task.zipar_aware)(window=2, prob=0.0)
     loss_plain, _ = task.training_loss(batch, 0)
     assert not torch.allclose(loss_aware, loss_plain)
+
+
+def test_row_start_proxy_is_the_last_token_of_the_nearest_finished_row():
+    from arforge.samplers.zipar import proxy_source
+
+    width = 4
+    assert proxy_source([4, 4, 3, 1], 3, width, "above") == 1 * width + 3  # row 1 is the nearest finished row
+    assert proxy_source([4, 4, 3, 1], 3, width, "newest") == 2 * width + 2  # row 2's newest token
+    assert proxy_source([3, 0], 1, width, "above") == 2  # no finished row yet: row 0's newest token
+    with pytest.raises(ValueError, match="proxy"):
+        proxy_source([3, 0], 1, width, "left")
+    for proxy in ("above", "newest"):  # the schedule feeds exactly these sources at its proxy slots
+        count = [0] * 6
+        for step in zipar_schedule(6, 4, 1, proxy):
+            for slot in step.proxies:
+                src = step.feed_src[step.feed_idx.index(slot)]
+                assert src == proxy_source(count, slot // 4 + 1, 4, proxy)
+            for e in step.emit:
+                count[e // 4] += 1
+
+
+def test_proxy_choice_changes_samples_only_where_rows_start_early(tiny_raster):
+    gen = tiny_raster(grid=(5, 4))
+    labels = torch.tensor([0, 1, 2])
+
+    def run(window, proxy):
+        return ZipARSampler(window=window, proxy=proxy).sample(gen, labels, generator_rng=torch.Generator().manual_seed(3)).tokens
+
+    assert torch.equal(run(4, "above"), run(4, "newest"))  # s = W: no proxies at all
+    assert not torch.equal(run(1, "above"), run(1, "newest"))
+    with pytest.raises(ValueError, match="proxy"):
+        ZipARSampler(window=2, proxy="diagonal")

@@ -8,7 +8,7 @@ YAML ``task:`` section::
       model:                    # the family's config; vocab/grid/classes come from the data
         class_dropout_prob: 0.1
         backbone: {dim: 128, n_layer: 4, n_head: 4}
-      zipar_aware: {window: 4, prob: 0.5}   # optional (raster family): ZipAR-aware training
+      zipar_aware: {window: 4, prob: 0.5, proxy: above}   # optional (raster family): ZipAR-aware training
 
 ``vocab_size``, ``grid_size`` and ``num_classes`` are taken from the token data (``data_info``)
 unless given; a given value that disagrees with the data is an error.
@@ -40,15 +40,21 @@ def fill_from_data(model_cfg: dict[str, Any], derived: Mapping[str, Any]) -> Non
 @dataclass
 class ZipARAwareConfig:
     """ZipAR-aware training of a raster model: each batch, with probability ``prob``, every query
-    sees only what ZipAR with window ``window`` would have generated before it
-    (:func:`arforge.samplers.zipar.zipar_training_visibility`); otherwise the plain causal mask."""
+    computes what it computes when ZipAR with window ``window`` and row-start proxy ``proxy``
+    decodes (it sees only the tokens generated before it, and rows start from the proxy query:
+    :func:`arforge.samplers.zipar.zipar_training_layout`); otherwise plain causal teacher forcing."""
 
     window: int = 4
     prob: float = 0.5
+    proxy: str = "above"
 
     def __post_init__(self) -> None:
+        from arforge.samplers.zipar import PROXIES
+
         if self.window < 1 or not 0.0 <= self.prob <= 1.0:
             raise ConfigError(f"task.zipar_aware needs window >= 1 and prob in [0, 1], got {self.window}, {self.prob}")
+        if self.proxy not in PROXIES:
+            raise ConfigError(f"task.zipar_aware.proxy must be one of {PROXIES}, got '{self.proxy}'")
 
 
 @dataclass
@@ -67,14 +73,17 @@ class GeneratorTrainTask(TrainTask):
         super().__init__()
         self.generator = generator
         self.zipar_aware = zipar_aware
-        self._zipar_visible: torch.Tensor | None = None
+        self._zipar_layout = None
         if zipar_aware is not None:
             if getattr(generator, "model_type", None) != "raster" or len(generator.order.grid_shape) != 2:
                 raise ConfigError("task.zipar_aware applies to raster generators of images (family: raster)")
-            from arforge.samplers.zipar import zipar_training_visibility
+            if getattr(generator.config, "condition", "class") != "class":
+                raise ConfigError("task.zipar_aware supports class-conditioned raster models (condition: class)")
+            from arforge.samplers.zipar import zipar_training_layout
 
             rows, width = generator.order.grid_shape
-            self._zipar_visible = zipar_training_visibility(rows, width, min(zipar_aware.window, width), generator.num_prefix)
+            self._zipar_layout = zipar_training_layout(rows, width, min(zipar_aware.window, width), generator.num_prefix,
+                                                       zipar_aware.proxy)
         self.generator.pretrained_extra = {"tokenizer_dir": tokenizer_dir} if tokenizer_dir else {}
 
     @classmethod
@@ -102,18 +111,21 @@ class GeneratorTrainTask(TrainTask):
         generator = model_cls.from_config_dict(model_cfg, source=source)
         return cls(generator, data_info.get("tokenizer_dir"), task_cfg.zipar_aware)
 
-    def _logits(self, batch: Mapping[str, torch.Tensor], visible_LL: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Teacher-forced logits ``(B, N, V)`` and the target tokens ``(B, N)`` of a batch."""
+    def _logits(self, batch: Mapping[str, torch.Tensor], zipar_layout=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher-forced logits ``(B, N, V)`` and the target tokens ``(B, N)`` of a batch (under a
+        ZipAR training layout if given)."""
         tokens_BN = batch["codes"].flatten(1).long()
-        if visible_LL is None:
+        if zipar_layout is None:
             return self.generator(tokens_BN, batch["label"].long()), tokens_BN
-        return self.generator(tokens_BN, batch["label"].long(), visible_LL=visible_LL), tokens_BN
+        from arforge.samplers.zipar import zipar_layout_logits
+
+        return zipar_layout_logits(self.generator, tokens_BN, batch["label"].long(), zipar_layout), tokens_BN
 
     def training_loss(self, batch: Mapping[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
-        visible = None
-        if self._zipar_visible is not None and float(torch.rand(())) < self.zipar_aware.prob:
-            visible = self._zipar_visible
-        logits_BNV, tokens_BN = self._logits(batch) if visible is None else self._logits(batch, visible)
+        layout = None
+        if self._zipar_layout is not None and float(torch.rand(())) < self.zipar_aware.prob:
+            layout = self._zipar_layout
+        logits_BNV, tokens_BN = self._logits(batch, layout)
         loss = F.cross_entropy(logits_BNV.flatten(0, 1), tokens_BN.flatten())
         acc = (logits_BNV.argmax(-1) == tokens_BN).float().mean()
         return loss, {"loss": loss.item(), "token_acc": acc.item()}
