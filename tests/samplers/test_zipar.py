@@ -91,12 +91,16 @@ def test_zipar_aware_training_task_uses_the_visibility_on_some_batches():
         {"family": "raster", "model": {"backbone": {"dim": 32, "n_layer": 1, "n_head": 2, "multiple_of": 16}},
          "zipar_aware": {"window": 2, "prob": 1.0}},
         {"codebook_size": 16, "grid_shape": [3, 4], "num_classes": 2})
+    task.generator.eval()  # no class dropout: the losses below are compared exactly
     batch = {"codes": torch.randint(0, 16, (2, 3, 4)), "label": torch.tensor([0, 1])}
     torch.nn.init.normal_(task.generator.output.weight, std=0.5)
     loss_aware, _ = task.training_loss(batch, 0)
     task.zipar_aware = type(task.zipar_aware)(window=2, prob=0.0)
     loss_plain, _ = task.training_loss(batch, 0)
     assert not torch.allclose(loss_aware, loss_plain)
+    metrics = task.evaluate([batch])
+    assert metrics["val_loss_zipar"] == pytest.approx(loss_aware.item(), rel=1e-5)
+    assert metrics["val_loss"] == pytest.approx(loss_plain.item(), rel=1e-5)
 
 
 def test_row_start_proxy_is_the_last_token_of_the_nearest_finished_row():

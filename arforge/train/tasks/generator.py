@@ -132,13 +132,21 @@ class GeneratorTrainTask(TrainTask):
 
     @torch.no_grad()
     def evaluate(self, batches) -> dict[str, float]:
-        total, count, correct = 0.0, 0, 0.0
+        """Validation loss and token accuracy; with ``zipar_aware`` also ``val_loss_zipar``, the loss
+        under the ZipAR layout (what ZipAR decoding with that window computes)."""
+        total, total_zipar, count, correct = 0.0, 0.0, 0, 0.0
         for batch in batches:
             logits_BNV, tokens_BN = self._logits(batch)
             total += F.cross_entropy(logits_BNV.flatten(0, 1), tokens_BN.flatten(), reduction="sum").item()
             correct += (logits_BNV.argmax(-1) == tokens_BN).float().sum().item()
             count += tokens_BN.numel()
-        return {"val_loss": total / max(count, 1), "val_token_acc": correct / max(count, 1)}
+            if self._zipar_layout is not None:
+                logits_BNV, _ = self._logits(batch, self._zipar_layout)
+                total_zipar += F.cross_entropy(logits_BNV.flatten(0, 1), tokens_BN.flatten(), reduction="sum").item()
+        metrics = {"val_loss": total / max(count, 1), "val_token_acc": correct / max(count, 1)}
+        if self._zipar_layout is not None:
+            metrics["val_loss_zipar"] = total_zipar / max(count, 1)
+        return metrics
 
     def export_model(self) -> torch.nn.Module:
         return self.generator
