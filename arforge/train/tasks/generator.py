@@ -125,7 +125,7 @@ class GeneratorTrainTask(TrainTask):
         layout = None
         if self._zipar_layout is not None and float(torch.rand(())) < self.zipar_aware.prob:
             layout = self._zipar_layout
-        logits_BNV, tokens_BN = self._logits(batch, layout)
+        logits_BNV, tokens_BN = self._logits(batch) if layout is None else self._logits(batch, layout)
         loss = F.cross_entropy(logits_BNV.flatten(0, 1), tokens_BN.flatten())
         acc = (logits_BNV.argmax(-1) == tokens_BN).float().mean()
         return loss, {"loss": loss.item(), "token_acc": acc.item()}
