@@ -157,11 +157,12 @@ class RasterGenerator(Backbone, PretrainedMixin):
         L = x_BLC.shape[1]
         rope = self.rope_slots[torch.cat([torch.arange(P, device=input_idx.device), P + input_idx])]
         mask = arr.mask_LL
+        if mask is None and (visible_LL is not None or side is not None):
+            mask = torch.ones(L, L, dtype=torch.bool).tril()  # the order's (causal) mask, made explicit to restrict or extend
         if visible_LL is not None:
             if visible_LL.shape != (L, L):
                 raise ValueError(f"visible_LL must be ({L}, {L}) for this model, got {tuple(visible_LL.shape)}")
-            base = torch.ones(L, L, dtype=torch.bool).tril() if mask is None else mask
-            mask = base.to(visible_LL.device) & visible_LL
+            mask = mask.to(visible_LL.device) & visible_LL
         if side is not None:
             if cond_mask_BP is not None:
                 raise ValueError("side queries support class-conditioned models only (no caption padding mask)")
@@ -171,9 +172,8 @@ class RasterGenerator(Backbone, PretrainedMixin):
             dev = x_BLC.device
             x_BLC = torch.cat([x_BLC, self.tok_dropout(self.tok_embeddings(tokens_BN[:, side.src_E.to(dev)]))], dim=1)
             rope = torch.cat([rope, self.rope_slots[P + side.slot_E.to(dev)]])
-            base = torch.ones(L, L, dtype=torch.bool, device=dev).tril() if mask is None else mask.to(dev)
             full = torch.zeros(L + E, L + E, dtype=torch.bool, device=dev)
-            full[:L, :L] = base
+            full[:L, :L] = mask.to(dev)
             full[L:, :L] = side.visible_EL.to(dev)
             full[L:, L:] = torch.eye(E, dtype=torch.bool, device=dev)
             h_BMC = self.run_layers(x_BLC, rope, full)

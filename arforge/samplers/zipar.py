@@ -49,6 +49,12 @@ class ZipARStep:
 PROXIES = ("above", "newest")
 
 
+def check_proxy(proxy: str) -> None:
+    """Refuse a row-start proxy name that is not one of :data:`PROXIES`."""
+    if proxy not in PROXIES:
+        raise ValueError(f"unknown ZipAR proxy '{proxy}'; choose one of {PROXIES}")
+
+
 def proxy_source(count: list[int], row: int, width: int, proxy: str) -> int:
     """Grid index of the token fed as a stand-in at the last slot of the unfinished row ``row - 1``
     when row ``row`` starts (``count[k]``: tokens generated in row ``k``).
@@ -60,8 +66,7 @@ def proxy_source(count: list[int], row: int, width: int, proxy: str) -> int:
     row-start tokens at ``s = 4`` from 1.62 to 1.21 nats, against 0.48 in raster order); before any
     row is finished it falls back to ``"newest"``: row ``row - 1``'s newest token (the LlamaGen ZipAR
     code's choice). ZipAR-aware training (:func:`zipar_training_layout`) trains these queries."""
-    if proxy not in PROXIES:
-        raise ValueError(f"unknown ZipAR proxy '{proxy}'; choose one of {PROXIES}")
+    check_proxy(proxy)
     if proxy == "above":
         for k in range(row - 2, -1, -1):
             if count[k] == width:
@@ -74,8 +79,7 @@ def zipar_schedule(rows: int, width: int, window: int, proxy: str = "above") -> 
     ``proxy`` picks the row-start stand-in token (:func:`proxy_source`)."""
     if not 1 <= window <= width:
         raise ValueError(f"ZipAR window must lie in [1, row width {width}], got {window}")
-    if proxy not in PROXIES:
-        raise ValueError(f"unknown ZipAR proxy '{proxy}'; choose one of {PROXIES}")
+    check_proxy(proxy)
     count = [0] * rows  # tokens generated per row
     filled_last = [False] * rows  # the real last token of the row has its K/V in the cache
     steps: list[ZipARStep] = [ZipARStep((), (), (0,), (0,), ())]
@@ -227,8 +231,7 @@ class ZipARSampler(Sampler):
                  proxy: str = "above"):
         if window < 1:
             raise ValueError(f"window must be >= 1, got {window}")
-        if proxy not in PROXIES:
-            raise ValueError(f"unknown ZipAR proxy '{proxy}'; choose one of {PROXIES}")
+        check_proxy(proxy)
         self.window, self.proxy = window, proxy
         self.cfg = cfg if isinstance(cfg, CFGSchedule) else CFGSchedule(scale=float(cfg))
         self.logits = logits or LogitsPipeline()

@@ -44,7 +44,7 @@ from arforge.samplers.base import Sampler, SamplerStats, SampleResult, register_
 from arforge.samplers.cfg import CFGSchedule, guided_window_logits
 from arforge.samplers.logits import LogitsPipeline, sample_from_probs
 from arforge.samplers.speculative import Relaxation, verify
-from arforge.samplers.zipar import PROXIES, proxy_source
+from arforge.samplers.zipar import check_proxy, proxy_source
 
 COMMITTED, DRAFT, PROXY = 0, 1, 2
 
@@ -95,8 +95,7 @@ class ZipARSJDSampler(Sampler):
                  proxy: str = "above"):
         if window < 1 or draft < 1:
             raise ValueError(f"window and draft must be >= 1, got window={window}, draft={draft}")
-        if proxy not in PROXIES:
-            raise ValueError(f"unknown ZipAR proxy '{proxy}'; choose one of {PROXIES}")
+        check_proxy(proxy)
         self.window, self.draft, self.relax, self.max_iters, self.proxy = window, draft, relax, max_iters, proxy
         self.cfg = cfg if isinstance(cfg, CFGSchedule) else CFGSchedule(scale=float(cfg))
         self.logits = logits or LogitsPipeline()

@@ -77,8 +77,7 @@ class GeneratorTrainTask(TrainTask):
         if zipar_aware is not None:
             if getattr(generator, "model_type", None) != "raster" or len(generator.order.grid_shape) != 2:
                 raise ConfigError("task.zipar_aware applies to raster generators of images (family: raster)")
-            if getattr(generator.config, "condition", "class") != "class":
-                raise ConfigError("task.zipar_aware supports class-conditioned raster models (condition: class)")
+            generator.config.require_class_condition("task.zipar_aware")
             from arforge.samplers.zipar import zipar_training_layout
 
             rows, width = generator.order.grid_shape
