@@ -16,11 +16,11 @@ from arforge import __version__
 
 #: module path of every sub-command; each exposes ``add_parser(subparsers)`` which sets ``func``
 COMMAND_MODULES = [
-    "arforge.train.commands",
-    "arforge.samplers.commands",
-    "arforge.eval.commands",
-    "arforge.eval.bench.commands",
-    "arforge.quickstart",
+    "arforge.commands.train",
+    "arforge.commands.sample",
+    "arforge.commands.eval",
+    "arforge.commands.bench",
+    "arforge.commands.quickstart",
 ]
 
 

@@ -11,20 +11,15 @@ not match the module's parameters exactly raises :class:`CheckpointError` naming
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import shutil
-import tempfile
-import uuid
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Mapping
+from typing import Any, ClassVar, Mapping
 
 import torch
-from safetensors.torch import load_file, save_file
 
 from arforge.config import from_dict, to_dict
 from arforge.registry import Registry
+from arforge.utils.io import atomic_directory, load_safetensors, save_safetensors
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -36,61 +31,6 @@ MODEL_CLASSES: Registry[type] = Registry("model class")
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, unreadable, of the wrong family, or does not match the model."""
-
-
-@contextlib.contextmanager
-def atomic_directory(target: str | Path) -> Iterator[Path]:
-    """Yield a fresh temporary directory that replaces ``target`` only if the block succeeds.
-
-    The temporary directory is a sibling of ``target`` (same file system), so the final step is a
-    rename: readers see either the old complete directory or the new complete one, never a mix.
-    On an exception the temporary directory is deleted and ``target`` is left untouched.
-    """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; a model folder should be as readable as any other
-    try:
-        yield tmp
-        backup = None
-        if target.exists():
-            backup = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(target, backup)
-        os.replace(tmp, target)
-        if backup is not None:
-            shutil.rmtree(backup, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename (never half-written)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def save_safetensors(tensors: Mapping[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> None:
-    """Save tensors as safetensors atomically (contiguous CPU copies; shared storage is broken up)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-    plain = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
-    try:
-        save_file(plain, str(tmp), metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def load_state_dict_strict(module: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
@@ -204,7 +144,7 @@ class PretrainedMixin:
         if meta["kind"] != cls.model_kind or meta["type"] != cls.model_type:
             raise CheckpointError(
                 f"{directory} holds a {meta['type']} {meta['kind']}, not a {cls.model_type} {cls.model_kind}; "
-                f"load it with arforge.pretrained.load_pretrained() or pass a {cls.model_type} {cls.model_kind} checkpoint"
+                f"load it with arforge.load_pretrained() or pass a {cls.model_type} {cls.model_kind} checkpoint"
             )
         model = cls.from_config_dict(meta["config"], source=str(directory / CONFIG_NAME))
         load_weights_file(model, directory, map_location)
@@ -217,7 +157,7 @@ def load_weights_file(model: torch.nn.Module, directory: Path, map_location: str
     weights = directory / WEIGHTS_NAME
     if not weights.is_file():
         raise CheckpointError(f"{directory} has no {WEIGHTS_NAME}")
-    load_state_dict_strict(model, load_file(str(weights), device=str(map_location)), str(weights))
+    load_state_dict_strict(model, load_safetensors(weights, map_location), str(weights))
 
 
 def load_weights_into(model: torch.nn.Module, directory: str | Path) -> dict[str, tuple[Any, Any]]:
@@ -239,22 +179,6 @@ def load_weights_into(model: torch.nn.Module, directory: str | Path) -> dict[str
 
 
 def register_model(cls: type) -> type:
-    """Class decorator: make ``cls`` loadable through :func:`load_pretrained`."""
+    """Class decorator: make ``cls`` loadable through :func:`arforge.auto.load_pretrained`."""
     MODEL_CLASSES.register(f"{cls.model_kind}/{cls.model_type}", cls)
     return cls
-
-
-def load_pretrained(directory: str | Path, kind: str | None = None, map_location: str | torch.device = "cpu"):
-    """Load any arforge model from ``directory``; if ``kind`` is given the model must be of that kind."""
-    meta = read_config_file(directory)
-    if kind is not None and meta["kind"] != kind:
-        raise CheckpointError(
-            f"{directory} holds a {meta['type']} {meta['kind']}, but a {kind} checkpoint is needed here"
-        )
-    import arforge.generators  # noqa: F401  (registers the model classes)
-    import arforge.tokenizers  # noqa: F401
-
-    key = f"{meta['kind']}/{meta['type']}"
-    if key not in MODEL_CLASSES:
-        raise CheckpointError(f"{directory}: unknown model '{key}'; known: {', '.join(MODEL_CLASSES.names())}")
-    return MODEL_CLASSES.get(key).from_pretrained(directory, map_location=map_location)

@@ -14,7 +14,6 @@ so this file is also a worked example of using them together.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import shutil
@@ -24,12 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from arforge.pretrained import atomic_write_text, load_pretrained
+from arforge.auto import load_pretrained
 from arforge.samplers.ar import ARSampler
 from arforge.samplers.cfg import CFGSchedule
-from arforge.samplers.commands import sample_to_folder
+from arforge.samplers.folder import sample_to_folder
 from arforge.samplers.logits import LogitsPipeline
 from arforge.utils.device import resolve_device
+from arforge.utils.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -132,36 +132,3 @@ def run_quickstart(
     metrics["device"] = str(dev)
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
     return run_dir, metrics
-
-
-def run(args: argparse.Namespace) -> int:
-    run_dir, metrics = run_quickstart(
-        args.out, device=args.device, tokenizer_config=args.tokenizer_config, generator_config=args.generator_config,
-        tokenizer_overrides=args.tokenizer_set, generator_overrides=args.generator_set,
-        num_per_class=args.num_per_class, cfg_scale=args.cfg, top_k=args.top_k, seed=args.seed, fid=not args.no_fid,
-    )
-    s = metrics["samples"]
-    print(json.dumps({"tokenizer_psnr_db": metrics["tokenizer"]["psnr_db"], "codebook_usage": metrics["tokenizer"]["codebook_usage"],
-                      "class_accuracy": s["class_accuracy"], "fid_vs_val": s.get("fid_vs_val"),
-                      "total_s": metrics["timings_s"]["total_s"]}))
-    print(f"quickstart run folder: {run_dir}")
-    return 0
-
-
-def add_parser(subparsers) -> None:
-    p = subparsers.add_parser(
-        "quickstart", help="train tokenizer + generator on built-in MNIST, sample, score (CPU, minutes)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter, description=__doc__.split("\n\n")[0],
-    )
-    p.add_argument("--out", default="runs/quickstart", help="run folder (a suffix -N is added if it exists)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--tokenizer-config", default=str(CONFIG_DIR / "mnist_vq.yaml"))
-    p.add_argument("--generator-config", default=str(CONFIG_DIR / "mnist_raster.yaml"))
-    p.add_argument("--tokenizer-set", action="append", default=[], metavar="KEY=VALUE", help="override in the tokenizer config")
-    p.add_argument("--generator-set", action="append", default=[], metavar="KEY=VALUE", help="override in the generator config")
-    p.add_argument("--num-per-class", type=int, default=50)
-    p.add_argument("--cfg", type=float, default=3.0, help="classifier-free guidance scale")
-    p.add_argument("--top-k", type=int, default=0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-fid", action="store_true", help="skip the FID stage")
-    p.set_defaults(func=run)

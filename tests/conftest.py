@@ -7,13 +7,14 @@ from pathlib import Path
 import pytest
 import torch
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "interop"
+#: golden outputs of the reference implementations (provenance: fixtures/interop/MANIFEST.md)
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "interop"
 
 
 @pytest.fixture(scope="session")
 def interop_dir() -> Path:
     if not FIXTURES.is_dir():
-        pytest.fail(f"golden fixtures not found at {FIXTURES} (expected ../shared beside the checkout)")
+        pytest.fail(f"golden fixtures not found at {FIXTURES} (they are part of the repository: restore tests/fixtures/interop)")
     return FIXTURES
 
 

@@ -25,7 +25,7 @@ def test_saved_models_of_every_family_load_in_a_fresh_process(tmp_path):
     }
     for name, model in models.items():
         model.save_pretrained(tmp_path / name)
-    script = ("import sys\nfrom arforge.pretrained import load_pretrained\n"
+    script = ("import sys\nfrom arforge.auto import load_pretrained\n"
               "for d in sys.argv[1:]:\n    print(type(load_pretrained(d)).__name__)\n")
     out = subprocess.run([sys.executable, "-c", script, *(str(tmp_path / n) for n in models)], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr

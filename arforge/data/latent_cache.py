@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from arforge.data.errors import DataError
 from arforge.data.token_cache import CacheDataset, read_format_metadata
-from arforge.pretrained import save_safetensors
+from arforge.utils.io import save_safetensors
 
 log = logging.getLogger(__name__)
 

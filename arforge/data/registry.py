@@ -50,18 +50,22 @@ def build_dataset(
     *,
     cache_dir: str | Path | None = None,
     device: str | torch.device | None = None,
+    load_tokenizer: Callable[[Path], torch.nn.Module] | None = None,
 ) -> Dataset:
     """Build split ``split`` of the dataset ``cfg`` describes (``cfg.limit`` > 0: that many evenly spaced items).
 
     ``cache_dir`` is where derived data (token caches) may be written; ``device`` is used to run a
-    tokenizer when a cache has to be built. Raises :class:`DataError` (or ``FileNotFoundError``) for
+    tokenizer when a cache has to be built. ``load_tokenizer(model_dir)`` returns the tokenizer
+    saved in ``data.tokenizer``; it is called only when a token/latent cache has to be (re)built, so
+    this package never imports a model family itself. Raises :class:`DataError` (or ``FileNotFoundError``) for
     missing or unusable data and ``KeyError`` for an unknown ``cfg.name``.
     """
     if cfg.name not in DATASETS:
         raise DataError(f"unknown dataset 'data.name: {cfg.name}'; registered datasets: {', '.join(DATASETS.names())}")
     if cfg.augment_views > 1 and cfg.name in ("tokens", "latents"):
         raise DataError("data.augment_views applies to images: set it on the token cache's data.source instead")
-    dataset = DATASETS.get(cfg.name)(cfg, split, cache_dir=Path(cache_dir) if cache_dir is not None else None, device=device)
+    dataset = DATASETS.get(cfg.name)(cfg, split, cache_dir=Path(cache_dir) if cache_dir is not None else None, device=device,
+                                     load_tokenizer=load_tokenizer)
     views_built_in = getattr(dataset, "views_built_in", False)  # the builder already made the training views
     if cfg.limit and cfg.limit < len(dataset):
         dataset = Subset(dataset, limited_indices(len(dataset), cfg.limit))
@@ -171,7 +175,8 @@ _TOKENS = _EncodedKind("tokens", build_token_cache, read_cache_metadata, TokenDa
 _LATENTS = _EncodedKind("latents", build_latent_cache, read_latent_cache_metadata, LatentDataset)
 
 
-def _encoded(kind: _EncodedKind, cfg: DataConfig, split: str, cache_dir: Path | None, device: Any) -> Dataset:
+def _encoded(kind: _EncodedKind, cfg: DataConfig, split: str, cache_dir: Path | None, device: Any,
+             load_tokenizer: Callable[[Path], torch.nn.Module] | None) -> Dataset:
     """An existing cache (``data.path``/``val_path``), or one built next to the run from ``tokenizer`` + ``source``
     (reused while the tokenizer weights and the source config are unchanged: see ``cache_fingerprint``)."""
     if cfg.path is not None or cfg.val_path is not None:
@@ -183,7 +188,7 @@ def _encoded(kind: _EncodedKind, cfg: DataConfig, split: str, cache_dir: Path | 
         )
     if cache_dir is None:
         raise DataError(f"building a {kind.name} cache needs a folder to write it to (the trainer passes the run folder)")
-    from arforge.pretrained import load_pretrained, resolve_model_dir
+    from arforge.pretrained import resolve_model_dir
 
     tokenizer_dir = resolve_model_dir(cfg.tokenizer).resolve()
     source_dict = to_dict(cfg.source)
@@ -197,7 +202,10 @@ def _encoded(kind: _EncodedKind, cfg: DataConfig, split: str, cache_dir: Path | 
         except DataError as err:
             log.warning("rebuilding %s cache %s: %s", kind.name, path, err)
         log.info("%s cache %s was built from another tokenizer or source; rebuilding it", kind.name, path)
-    tokenizer = load_pretrained(tokenizer_dir, kind="tokenizer").to(device or "cpu")
+    if load_tokenizer is None:
+        raise DataError(f"building a {kind.name} cache from {tokenizer_dir} needs a tokenizer: pass "
+                        "build_dataset(..., load_tokenizer=arforge.auto.load_pretrained)")
+    tokenizer = load_tokenizer(tokenizer_dir).to(device or "cpu")
     continuous = bool(getattr(tokenizer, "is_continuous", False))
     if continuous != (kind is _LATENTS):
         want = "latents" if continuous else "tokens"
@@ -218,10 +226,12 @@ def _encoded(kind: _EncodedKind, cfg: DataConfig, split: str, cache_dir: Path | 
 
 
 @DATASETS.register("tokens")
-def _tokens(cfg: DataConfig, split: str, *, cache_dir: Path | None = None, device: Any = None, **_: Any) -> Dataset:
-    return _encoded(_TOKENS, cfg, split, cache_dir, device)
+def _tokens(cfg: DataConfig, split: str, *, cache_dir: Path | None = None, device: Any = None,
+            load_tokenizer: Callable[[Path], torch.nn.Module] | None = None, **_: Any) -> Dataset:
+    return _encoded(_TOKENS, cfg, split, cache_dir, device, load_tokenizer)
 
 
 @DATASETS.register("latents")
-def _latents(cfg: DataConfig, split: str, *, cache_dir: Path | None = None, device: Any = None, **_: Any) -> Dataset:
-    return _encoded(_LATENTS, cfg, split, cache_dir, device)
+def _latents(cfg: DataConfig, split: str, *, cache_dir: Path | None = None, device: Any = None,
+             load_tokenizer: Callable[[Path], torch.nn.Module] | None = None, **_: Any) -> Dataset:
+    return _encoded(_LATENTS, cfg, split, cache_dir, device, load_tokenizer)

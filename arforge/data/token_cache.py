@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from arforge.data.errors import DataError
-from arforge.pretrained import save_safetensors
+from arforge.utils.io import save_safetensors
 
 log = logging.getLogger(__name__)
 

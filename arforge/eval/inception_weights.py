@@ -38,7 +38,8 @@ from safetensors.torch import load_file
 
 from arforge.eval.cache import cache_dir
 from arforge.eval.inception import NUM_LOGITS, POOL3_DIM, InceptionV3
-from arforge.pretrained import CheckpointError, load_state_dict_strict, save_safetensors
+from arforge.pretrained import CheckpointError, load_state_dict_strict
+from arforge.utils.io import save_safetensors
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from arforge.config import ConfigError
 from arforge.generators.heads.flow import FlowHead, FlowHeadConfig
-from arforge.generators.var import NextScaleTrunk, NextScaleTrunkConfig
+from arforge.generators.next_scale_trunk import NextScaleTrunk, NextScaleTrunkConfig
 from arforge.pretrained import PretrainedMixin, register_model
 
 

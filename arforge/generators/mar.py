@@ -133,6 +133,11 @@ class MARGenerator(nn.Module, PretrainedMixin):
         self.order = MaskedRandomOrder(config.grid_size, config.mask_ratio_min)
         self.init_weights()
 
+    @property
+    def head(self) -> DiffusionHead:
+        """The per-token diffusion head (stored as ``diffloss``, MAR's parameter name)."""
+        return self.diffloss
+
     def init_weights(self) -> None:
         """MAR's init: N(0, 0.02) embeddings/positions/mask token, Xavier linears, unit LayerNorms."""
         for p in (self.class_emb.weight, self.fake_latent, self.mask_token, self.encoder_pos_embed_learned,

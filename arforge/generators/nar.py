@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from arforge.generators.orders import Neighbor, Order
+from arforge.generators.heads.categorical import CategoricalHead
 from arforge.generators.raster import RasterConfig, RasterGenerator
 from arforge.pretrained import register_model
 
@@ -28,6 +29,7 @@ class NARConfig(RasterConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.require_class_condition("nar")
+        self.require_own_order("nar")
 
 
 def average_heads(logits_BEHV: torch.Tensor, use_EH: torch.Tensor) -> torch.Tensor:
@@ -43,14 +45,13 @@ class NARGenerator(RasterGenerator):
     config_class = NARConfig
     model_type = "nar"
     default_sampler = "ar"
-    decode_causal = False
 
     def __init__(self, config: NARConfig):
         super().__init__(config)
-        self.output_below = nn.Linear(config.backbone.dim, config.vocab_size, bias=False)
+        self.output_below = CategoricalHead(config.backbone.dim, config.vocab_size)
         nn.init.zeros_(self.output_below.weight)
         if len(config.grid_size) == 3:
-            self.output_time = nn.Linear(config.backbone.dim, config.vocab_size, bias=False)
+            self.output_time = CategoricalHead(config.backbone.dim, config.vocab_size)
             nn.init.zeros_(self.output_time.weight)
 
     def direction_heads(self) -> list[nn.Module]:

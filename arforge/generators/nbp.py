@@ -39,6 +39,7 @@ class NBPConfig(RasterConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.require_class_condition("nbp")
+        self.require_own_order("nbp")
         grid, block = tuple(self.grid_size), tuple(self.block_size)
         if len(block) != len(grid) or min(block) < 1 or any(g % b for g, b in zip(grid, block)):
             raise ConfigError(f"NBPConfig.block_size={list(block)} must tile the {'x'.join(map(str, grid))} token grid "
@@ -52,7 +53,6 @@ class NBPGenerator(RasterGenerator):
     config_class = NBPConfig
     model_type = "nbp"
     default_sampler = "ar"
-    decode_causal = False
 
     def __init__(self, config: NBPConfig):
         super().__init__(config)

@@ -5,14 +5,14 @@ Parameter names are LlamaGen's ``Transformer`` names (``cls_embedding``, ``tok_e
 :mod:`arforge.interop.llamagen_gpt`). Condition tokens get an all-zero rotary table, image token
 ``i`` the 2D rotary angle of its grid cell, exactly as LlamaGen.
 
-Decoding interface used by every sampler (:class:`arforge.generators.base.TokenGenerator`):
+Decoding interface used by every sampler (:class:`arforge.generators.protocols.TokenGenerator`):
 ``new_cache`` -> ``prefill(cond)`` -> repeated ``decode(tokens_BT, idx_BT)``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Optional
 
 import torch
 import torch.nn.functional as F
@@ -22,22 +22,10 @@ from arforge.config import ConfigError
 from arforge.generators.backbone import Backbone, BackboneConfig
 from arforge.generators.conditioning import CaptionEmbedder, ClassEmbedder
 from arforge.generators.kv_cache import KVCache
-from arforge.generators.orders import Order, Raster
+from arforge.generators.heads.categorical import CategoricalHead
+from arforge.generators.orders import GroupedOrder, Order, OrderConfig, Raster, TrainingArrangement
 from arforge.generators.rope import rope_grid, zero_rope
 from arforge.pretrained import PretrainedMixin, register_model
-
-
-@dataclass(frozen=True)
-class SideQueries:
-    """``E`` extra query slots for teacher forcing, appended after the ``L`` training slots: query
-    ``e`` is fed the token at grid index ``src_E[e]`` with the rotary angle of grid slot
-    ``slot_E[e]`` and attends to the training slots where ``visible_EL[e]`` is true and to itself;
-    no other slot attends to it. ZipAR-aware training uses them to train the row-start proxy
-    queries exactly as ZipAR decoding computes them (:func:`arforge.samplers.zipar.zipar_training_layout`)."""
-
-    src_E: torch.Tensor
-    slot_E: torch.Tensor
-    visible_EL: torch.Tensor
 
 
 @dataclass
@@ -55,6 +43,10 @@ class RasterConfig:
         cls_token_num: prefix length P (1 for classes; text length for captions).
         token_dropout_p: dropout on the input embeddings.
         backbone: decoder shape (:class:`BackboneConfig`).
+        order: the generation order by name (:class:`OrderConfig`, from ``ORDERS``; e.g. ``zipar``
+            or a user's registered order); ``None`` = the family's own (raster for ``raster``).
+            The raster family runs any order that feeds one token group per pass through the
+            standard prefix and predicts with one head.
     """
 
     vocab_size: int = 1024
@@ -66,12 +58,19 @@ class RasterConfig:
     cls_token_num: int = 1
     token_dropout_p: float = 0.0
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    order: Optional[OrderConfig] = None
 
     def __post_init__(self) -> None:
         if self.condition == "class" and self.cls_token_num != 1:
             raise ValueError("class conditioning uses exactly one prefix token: set cls_token_num: 1")
         if len(self.grid_size) not in (2, 3) or min(self.grid_size) < 1 or self.vocab_size < 2:
             raise ValueError(f"invalid grid_size={self.grid_size} or vocab_size={self.vocab_size}")
+
+    def require_own_order(self, family: str) -> None:
+        """For families whose order follows from their own fields: refuse ``model.order``."""
+        if self.order is not None:
+            raise ConfigError(f"{family} builds its own generation order: remove model.order "
+                              f"(or use family: raster, which takes model.order)")
 
     def require_class_condition(self, family: str) -> None:
         """For families built on this config that have no caption path: refuse ``condition: caption``."""
@@ -86,9 +85,6 @@ class RasterGenerator(Backbone, PretrainedMixin):
     config_class = RasterConfig
     model_kind = "generator"
     model_type = "raster"
-    #: decode passes let each query see only slots at or before its own (raster); group-causal
-    #: subclasses (next-block, neighbour) see every valid slot
-    decode_causal = True
 
     def __init__(self, config: RasterConfig):
         super().__init__(config.backbone)
@@ -98,19 +94,42 @@ class RasterGenerator(Backbone, PretrainedMixin):
             self.cls_embedding: nn.Module = ClassEmbedder(config.num_classes, bcfg.dim, config.class_dropout_prob)
         else:
             self.cls_embedding = CaptionEmbedder(config.caption_dim, bcfg.dim, config.class_dropout_prob, config.cls_token_num)
-        self.tok_embeddings = nn.Embedding(config.vocab_size, bcfg.dim)
+        self.tok_embeddings = self.build_token_embedding(config)
         self.tok_dropout = nn.Dropout(config.token_dropout_p)
-        self.output = nn.Linear(bcfg.dim, config.vocab_size, bias=False)
+        self.output = self.build_output(config)
         self.order = self.build_order(config)
         slots_rope = torch.cat([zero_rope(self.num_prefix, bcfg.head_dim),
                                 rope_grid(self.order.grid_coords(), bcfg.head_dim, bcfg.rope_base)])
         self.register_buffer("rope_slots", slots_rope, persistent=False)
         self.init_weights(bcfg.initializer_range)
-        nn.init.zeros_(self.output.weight)
+        if isinstance(self.output, CategoricalHead):
+            nn.init.zeros_(self.output.weight)
+
+    def build_token_embedding(self, config: RasterConfig) -> nn.Module:
+        """Input embedding of image tokens: a codebook lookup (continuous-token subclasses project)."""
+        return nn.Embedding(config.vocab_size, config.backbone.dim)
+
+    def build_output(self, config: RasterConfig) -> nn.Module:
+        """The head that reads the trunk: categorical logits over the codebook (LlamaGen's ``output``)."""
+        return CategoricalHead(config.backbone.dim, config.vocab_size)
 
     def build_order(self, config: RasterConfig) -> Order:
-        """The generation order (subclasses swap it: next-block, neighbour)."""
-        return Raster(config.grid_size)
+        """The generation order: ``config.order`` if given, else raster (subclasses build their own)."""
+        if config.order is None:
+            return Raster(config.grid_size)
+        order = config.order.build(config.grid_size)
+        if getattr(order, "num_heads", 1) != 1 or order.name == "next_block":
+            family = {"neighbor": "nar", "next_block": "nbp"}.get(order.name, "a family built for it")
+            raise ConfigError(f"the {order.name} order needs its own heads or start tokens: use family {family}, "
+                              "not raster with model.order")
+        return order
+
+    @property
+    def decode_causal(self) -> bool:
+        """Decode passes let each query see only slots at or before its own in raster order (and
+        orders derived from it: ZipAR); any other order's queries see every valid slot, which during
+        decoding are exactly the tokens generated so far."""
+        return isinstance(self.order, Raster) and not isinstance(self.order, GroupedOrder)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -136,51 +155,47 @@ class RasterGenerator(Backbone, PretrainedMixin):
 
     # ------------------------------------------------------------------ training
     def forward(self, tokens_BN: torch.Tensor, cond: torch.Tensor, cond_mask_BP: torch.Tensor | None = None,
-                visible_LL: torch.Tensor | None = None, side: SideQueries | None = None):
+                arrangement: TrainingArrangement | None = None) -> torch.Tensor:
         """Teacher-forced logits ``(B, N, V)`` (float32); ``logits[:, i]`` predicts ``tokens_BN[:, i]``.
 
         ``cond`` is labels ``(B,)`` or caption features ``(B, P, caption_dim)``; ``cond_mask_BP``
         (captions only) marks valid caption tokens (left padding), as LlamaGen's ``emb_mask``.
-        ``visible_LL`` (bool ``(L, L)`` over the ``L = P + T`` training slots) further restricts what
-        each slot may attend, ANDed with the order's mask (e.g. ZipAR-aware training).
-        ``side`` (:class:`SideQueries`) appends extra query slots that read the sequence but are
-        never read by it; then the result is ``(logits_BNV, side_logits_BEV)``.
+        ``arrangement`` (default: this model's order's, :meth:`training_arrangement`) is the
+        teacher-forcing layout: which tokens are fed, the attention mask over its ``L`` slots, and
+        optional side queries whose outputs replace the predictions of their targets (e.g. the
+        exact ZipAR layout of :class:`~arforge.generators.orders.ZipAR`).
         """
         B, N = tokens_BN.shape[:2]
         if N != self.num_tokens:
             raise ValueError(f"expected {self.num_tokens} tokens per image (grid {self.config.grid_size}), got {N}")
         P = self.num_prefix
-        arr = self.training_arrangement()
+        arr = arrangement or self.training_arrangement()
         input_idx = arr.input_idx_T.to(tokens_BN.device)
         x_BLC = torch.cat([self.prefix_embeddings(cond), self.tok_embeddings(tokens_BN[:, input_idx])], dim=1)
         x_BLC = self.tok_dropout(x_BLC)
-        L = x_BLC.shape[1]
+        L, dev = x_BLC.shape[1], x_BLC.device
         rope = self.rope_slots[torch.cat([torch.arange(P, device=input_idx.device), P + input_idx])]
         mask = arr.mask_LL
-        if mask is None and (visible_LL is not None or side is not None):
-            mask = torch.ones(L, L, dtype=torch.bool).tril()  # the order's (causal) mask, made explicit to restrict or extend
-        if visible_LL is not None:
-            if visible_LL.shape != (L, L):
-                raise ValueError(f"visible_LL must be ({L}, {L}) for this model, got {tuple(visible_LL.shape)}")
-            mask = mask.to(visible_LL.device) & visible_LL
+        if mask is not None and mask.shape != (L, L):
+            raise ValueError(f"the arrangement's mask must be ({L}, {L}) for this model, got {tuple(mask.shape)}")
+        side = arr.side
         if side is not None:
-            if cond_mask_BP is not None:
-                raise ValueError("side queries support class-conditioned models only (no caption padding mask)")
+            if cond_mask_BP is not None or arr.head_slots_NH is not None:
+                raise ValueError("side queries support single-head class-conditioned models only")
             E = side.src_E.numel()
             if side.visible_EL.shape != (E, L):
                 raise ValueError(f"side.visible_EL must be ({E}, {L}) for this model, got {tuple(side.visible_EL.shape)}")
-            dev = x_BLC.device
             x_BLC = torch.cat([x_BLC, self.tok_dropout(self.tok_embeddings(tokens_BN[:, side.src_E.to(dev)]))], dim=1)
             rope = torch.cat([rope, self.rope_slots[P + side.slot_E.to(dev)]])
             full = torch.zeros(L + E, L + E, dtype=torch.bool, device=dev)
-            full[:L, :L] = mask.to(dev)
+            full[:L, :L] = torch.ones(L, L, dtype=torch.bool, device=dev).tril() if mask is None else mask.to(dev)
             full[L:, :L] = side.visible_EL.to(dev)
             full[L:, L:] = torch.eye(E, dtype=torch.bool, device=dev)
             h_BMC = self.run_layers(x_BLC, rope, full)
-            return self.read_out(h_BMC[:, :L], arr), self.head_logits(h_BMC[:, L:])
+            return self.read_out(h_BMC[:, :L], arr).index_copy(1, side.target_E.to(dev), self.head_logits(h_BMC[:, L:]))
         if cond_mask_BP is not None:
             mask = self._prefix_padding_mask(cond_mask_BP, L, mask)
-        h_BLC = self.run_layers(x_BLC, rope, None if mask is None else mask.to(x_BLC.device))
+        h_BLC = self.run_layers(x_BLC, rope, None if mask is None else mask.to(dev))
         return self.read_out(h_BLC, arr)
 
     def training_arrangement(self):
@@ -195,7 +210,7 @@ class RasterGenerator(Backbone, PretrainedMixin):
 
     def head_logits(self, h_BTC: torch.Tensor) -> torch.Tensor:
         """Float32 logits of output features: ``(..., V)`` (multi-head subclasses add a head dim)."""
-        return self.output(h_BTC).float()
+        return self.output(h_BTC)
 
     def read_out(self, h_BLC: torch.Tensor, arr) -> torch.Tensor:
         """Teacher-forced logits ``(B, N, V)`` of every image token from the trunk outputs."""

@@ -34,6 +34,7 @@ class RasterFlowConfig(RasterConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.require_class_condition("raster_flow")
+        self.require_own_order("raster_flow")
         if self.latent_channels < 1:
             raise ConfigError(f"RasterFlowConfig.latent_channels must be >= 1, got {self.latent_channels}")
         # a copy: never mutate a head config the caller may share between models
@@ -50,11 +51,19 @@ class RasterFlowGenerator(RasterGenerator):
 
     def __init__(self, config: RasterFlowConfig):
         super().__init__(config)
-        self.tok_embeddings = nn.Linear(config.latent_channels, config.backbone.dim)
-        nn.init.normal_(self.tok_embeddings.weight, 0.0, config.backbone.initializer_range)
-        nn.init.zeros_(self.tok_embeddings.bias)
-        self.output = nn.Identity()  # forward/prefill/decode return the head's condition features
         self.head = FlowHead(config.head)
+
+    def build_token_embedding(self, config: RasterFlowConfig) -> nn.Module:
+        """Continuous tokens ``(..., c)`` are projected to the trunk width."""
+        return nn.Linear(config.latent_channels, config.backbone.dim)
+
+    def build_output(self, config: RasterFlowConfig) -> nn.Module:
+        """No vocabulary: forward/prefill/decode return the trunk features the flow head is conditioned on."""
+        return nn.Identity()
+
+    def head_logits(self, h_BTC: torch.Tensor) -> torch.Tensor:
+        """The flow head's condition features ``(..., dim)`` (float32)."""
+        return h_BTC.float()
 
     def tokens(self, latents_BcHW: torch.Tensor) -> torch.Tensor:
         """Latents ``(B, c, h, w)`` -> tokens ``(B, h * w, c)`` in raster order."""

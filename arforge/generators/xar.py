@@ -21,7 +21,7 @@ from torch import nn
 from arforge.config import ConfigError
 from arforge.generators.backbone import Backbone, BackboneConfig
 from arforge.generators.conditioning import ClassEmbedder
-from arforge.generators.heads.diffusion import TimestepEmbedder
+from arforge.generators.timestep import TimestepEmbedder
 from arforge.generators.kv_cache import KVCache
 from arforge.generators.orders import Cells
 from arforge.generators.rope import rope_2d

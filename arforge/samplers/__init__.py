@@ -15,7 +15,8 @@ from arforge.samplers.mar import MARSampler
 from arforge.samplers.raster_flow import RasterFlowSampler
 from arforge.samplers.sjd import SJDSampler
 from arforge.samplers.speculative import verify
-from arforge.samplers.zipar import ZipARSampler, zipar_schedule
+from arforge.generators.orders.zipar import zipar_schedule
+from arforge.samplers.zipar import ZipARSampler
 from arforge.samplers.var import VARSampler
 from arforge.samplers.zipar_sjd import ZipARSJDSampler
 from arforge.samplers.xar import XARSampler

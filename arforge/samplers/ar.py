@@ -2,18 +2,23 @@
 
 One forward pass per :class:`~arforge.generators.orders.DecodeStep`: the prefill pass encodes the
 condition, later passes feed the tokens sampled before. With CFG the batch is ``[cond; uncond]`` and
-both halves receive the same sampled tokens (LlamaGen).
+both halves receive the same sampled tokens (LlamaGen). :func:`run_schedule` is the loop itself,
+shared with every sampler that walks a schedule (ZipAR walks :class:`~arforge.generators.orders.ZipAR`'s).
 """
 
 from __future__ import annotations
 
-import time
+from typing import Callable
 
 import torch
 
-from arforge.samplers.base import Sampler, SamplerStats, SampleResult, register_sampler
+from arforge.generators.orders import DecodeStep
+from arforge.samplers.base import Sampler, SampleResult, register_sampler
 from arforge.samplers.cfg import CFGSchedule
+from arforge.samplers.context import DecodeContext, require_capability, start_decoding, with_null_condition
 from arforge.samplers.logits import LogitsPipeline
+
+__all__ = ["ARSampler", "guided_logits", "run_schedule", "transient_visibility", "with_null_condition"]
 
 
 def guided_logits(logits_2BEV: torch.Tensor, batch: int, cfg: CFGSchedule, progress: float) -> torch.Tensor:
@@ -23,12 +28,48 @@ def guided_logits(logits_2BEV: torch.Tensor, batch: int, cfg: CFGSchedule, progr
     return cfg.combine(logits_2BEV[:batch], logits_2BEV[batch:], cfg.scale_at(progress))
 
 
-def with_null_condition(generator, condition: torch.Tensor, cfg: CFGSchedule, cond_mask=None):
-    """``[cond; null]`` (and the doubled mask) when CFG is on; the inputs unchanged otherwise."""
-    if not cfg.enabled:
-        return condition, cond_mask
-    both = torch.cat([condition, generator.null_condition(condition)])
-    return both, (None if cond_mask is None else torch.cat([cond_mask, cond_mask]))
+def transient_visibility(step: DecodeStep, num_prefix: int, slots: int, rows: int, device) -> torch.Tensor:
+    """Visibility ``(rows, T, slots)`` hiding the step's transient feeds (stand-in tokens) from every
+    query of the pass but their own."""
+    feed_T = step.feed_T.to(device)
+    own_R = step.transient_T.to(device)
+    slot_R = num_prefix + feed_T[own_R]
+    visible = torch.ones(feed_T.numel(), slots, dtype=torch.bool, device=device)
+    visible[:, slot_R] = False
+    visible[own_R, slot_R] = True
+    return visible[None].expand(rows, -1, -1)
+
+
+def run_schedule(model, schedule: list[DecodeStep], ctx: DecodeContext,
+                 pick: Callable[[torch.Tensor, DecodeStep], torch.Tensor]) -> torch.Tensor:
+    """Walk ``schedule`` on a token ``model`` with ``ctx``'s cache; returns the tokens ``(B, N)``.
+
+    Each pass feeds the step's tokens (``fed_from_T`` where a slot gets a stand-in) to every model
+    row of ``ctx`` (both CFG halves get the same tokens), hides and then invalidates transient feeds,
+    and stores ``pick(logits_RBEV, step)`` (``(B, E)`` token values) at the step's emitted indices;
+    ``logits`` are the float32 outputs of the ``R * B`` model rows for the emitted tokens."""
+    device, B, cache = ctx.device, ctx.batch, ctx.cache
+    rows = ctx.cond_all.shape[0]
+    tokens_BN = torch.zeros(B, model.num_tokens, dtype=torch.long, device=device)
+    for step in schedule:
+        if step.feed_T.numel() == 0:
+            out = model.prefill(ctx.cond_all, cache, ctx.mask_all)
+        else:
+            feed_T = step.feed_T.to(device)
+            fed_BT = tokens_BN[:, feed_T if step.fed_from_T is None else step.fed_from_T.to(device)]
+            if rows != B:
+                fed_BT = fed_BT.repeat(rows // B, 1)
+            idx_RT = feed_T[None].expand(rows, -1)
+            if step.transient_T.numel():
+                visible = transient_visibility(step, model.num_prefix, cache.max_len, rows, device)
+                out = model.decode(fed_BT, idx_RT, cache, visible_BTS=visible)
+                cache.invalidate(idx_RT[:, step.transient_T.to(device)] + model.num_prefix)
+            else:
+                out = model.decode(fed_BT, idx_RT, cache)
+        tokens_BN[:, step.emit_E.to(device)] = pick(model.select_logits(out, step), step)
+        ctx.stats.forward_passes += 1
+        ctx.stats.accepted_per_step.append(float(step.emit_E.numel()))
+    return tokens_BN
 
 
 @register_sampler("ar")
@@ -50,32 +91,26 @@ class ARSampler(Sampler):
         """``prompt_tokens`` (int64 ``(B, n)``): the first ``n`` tokens in raster order are given, not
         sampled (e.g. the first frames of a video for frame prediction: with a causal video tokenizer
         the first ``k`` latent frames encode exactly the first frames of the clip)."""
-        start = time.perf_counter()
-        B = condition.shape[0]
-        N = generator.num_tokens
-        device = generator.norm.weight.device
+        require_capability(self.name, generator, "decode", "a token generator with a KV-cached decode pass")
+        B, N = condition.shape[0], generator.num_tokens
         if prompt_tokens is not None and (prompt_tokens.ndim != 2 or prompt_tokens.shape[0] != B or prompt_tokens.shape[1] > N):
             raise ValueError(f"prompt_tokens must be (B={B}, n <= {N}) raster-order tokens, got {tuple(prompt_tokens.shape)}")
-        cond_all, mask_all = with_null_condition(generator, condition.to(device), self.cfg, cond_mask)
-        cache = generator.new_cache(cond_all.shape[0])
-        tokens_BN = torch.zeros(B, N, dtype=torch.long, device=device)
-        stats = SamplerStats(tokens=N)
+        ctx = start_decoding(generator, condition, self.cfg, cond_mask)
+        given_BN = given_N = None
+        if prompt_tokens is not None:
+            given_BN = torch.zeros(B, N, dtype=torch.long, device=ctx.device)
+            given_BN[:, : prompt_tokens.shape[1]] = prompt_tokens.to(ctx.device)
+            given_N = torch.arange(N, device=ctx.device) < prompt_tokens.shape[1]
         done = 0
-        for step in generator.order.cached_decode_schedule():
-            if step.feed_T.numel() == 0:
-                out = generator.prefill(cond_all, cache, mask_all)
-            else:
-                feed_T = step.feed_T.to(device)
-                fed_BT = tokens_BN[:, feed_T]
-                if self.cfg.enabled:
-                    fed_BT = torch.cat([fed_BT, fed_BT])
-                out = generator.decode(fed_BT, feed_T[None].expand(fed_BT.shape[0], -1), cache)
-            guided = guided_logits(generator.select_logits(out, step), B, self.cfg, done / N)
-            tokens_BN[:, step.emit_E.to(device)] = self.logits.sample(guided, generator_rng)
-            if prompt_tokens is not None:
-                tokens_BN[:, : prompt_tokens.shape[1]] = prompt_tokens.to(device)
+
+        def pick(logits: torch.Tensor, step: DecodeStep) -> torch.Tensor:
+            nonlocal done
+            tokens_BE = self.logits.sample(guided_logits(logits, B, self.cfg, done / N), generator_rng)
             done += step.emit_E.numel()
-            stats.forward_passes += 1
-            stats.accepted_per_step.append(float(step.emit_E.numel()))
-        stats.wall_time_s = time.perf_counter() - start
-        return self.finish(tokens_BN, generator, stats, tokenizer)
+            if given_BN is None:
+                return tokens_BE
+            emit = step.emit_E.to(ctx.device)
+            return torch.where(given_N[emit], given_BN[:, emit], tokens_BE)
+
+        tokens_BN = run_schedule(generator, generator.order.cached_decode_schedule(), ctx, pick)
+        return self.finish(tokens_BN, generator, ctx.finish_timing(), tokenizer)

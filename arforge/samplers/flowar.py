@@ -15,10 +15,12 @@ import time
 
 import torch
 
-from arforge.generators.heads.flow import annealed_steps, check_step_annealing
-from arforge.samplers.ar import with_null_condition
+from arforge.samplers.annealing import annealed_steps, check_step_annealing
+from arforge.generators.heads import FlowHead
+from arforge.generators.orders import NextScale
 from arforge.samplers.base import Sampler, SamplerStats, SampleResult, register_sampler
 from arforge.samplers.cfg import CFGSchedule
+from arforge.samplers.context import require_head, require_order, start_decoding
 
 
 @register_sampler("flowar")
@@ -67,16 +69,12 @@ class FlowARSampler(Sampler):
 
     @torch.no_grad()
     def sample(self, generator, condition, *, generator_rng=None, tokenizer=None, cond_mask=None) -> SampleResult:
-        start = time.perf_counter()
         model = generator
-        if type(model).__name__ != "FlowARGenerator":
-            raise ValueError(f"the flowar sampler runs FlowAR generators, not {type(model).__name__}")
-        device = model.pos_1LC.device
-        B, K = condition.shape[0], model.order.num_scales
-        labels, _ = with_null_condition(model, condition.to(device), self.cfg)
-        cond_BD = model.condition(labels)
-        cache = model.new_cache(labels.shape[0])
-        stats = SamplerStats(tokens=model.num_tokens)
+        require_order(self.name, model, NextScale)
+        require_head(self.name, model, FlowHead)
+        ctx = start_decoding(model, condition, self.cfg)
+        B, K, cache, stats = ctx.batch, model.order.num_scales, ctx.cache, ctx.stats
+        cond_BD = model.condition(ctx.cond_all)
         x_BlCv, tokens = None, []
         for si, p in enumerate(model.order.patch_nums):
             h = model.decode_scale_hidden(si, x_BlCv, cond_BD, cache)
@@ -96,5 +94,4 @@ class FlowARSampler(Sampler):
             t = time.perf_counter()
             images = tokenizer.decode(z_Bcpp).clamp(-1, 1)
             stats.decode_time_s = time.perf_counter() - t
-        stats.wall_time_s = time.perf_counter() - start
-        return SampleResult(tokens=torch.cat(tokens, dim=1), stats=stats, images=images)
+        return SampleResult(tokens=torch.cat(tokens, dim=1), stats=ctx.finish_timing(), images=images)

@@ -8,7 +8,7 @@ ramps with the fraction of tokens known after the step, as MAR's ``cfg_schedule=
 With ``head_steps_end`` the head's diffusion steps fall linearly from ``head_steps`` (first step) to
 ``head_steps_end`` as the image fills in (DiSA annealing: later tokens are pinned down by the known
 ones, so they need fewer denoising steps); ``head_steps_power`` > 1 makes them fall faster
-(:func:`~arforge.generators.heads.flow.annealed_steps`, shared with the flow samplers).
+(:func:`~arforge.samplers.annealing.annealed_steps`, shared with the flow samplers).
 """
 
 from __future__ import annotations
@@ -17,7 +17,11 @@ import time
 
 import torch
 
-from arforge.generators.heads.flow import annealed_steps, check_step_annealing
+from arforge.generators.heads import DiffusionHead
+from arforge.generators.orders import MaskedRandomOrder
+from arforge.samplers.annealing import annealed_steps, check_step_annealing
+from arforge.samplers.context import require_head, require_order
+from arforge.utils.device import module_device
 from arforge.samplers.base import Sampler, SamplerStats, SampleResult, register_sampler
 from arforge.samplers.cfg import CFGSchedule
 
@@ -44,7 +48,9 @@ class MARSampler(Sampler):
     def sample(self, generator, condition, *, generator_rng=None, tokenizer=None) -> SampleResult:
         start = time.perf_counter()
         model = generator
-        device = model.fake_latent.device
+        require_order(self.name, model, MaskedRandomOrder)
+        require_head(self.name, model, DiffusionHead)
+        device = module_device(model)
         labels = condition.to(device)
         configured_steps = model.diffloss.sample_diffusion.num_steps
         first_steps = self.head_steps or configured_steps

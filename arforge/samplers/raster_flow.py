@@ -8,12 +8,13 @@ annealing over the tokens), ``temperature``.
 
 from __future__ import annotations
 
-import time
 
 import torch
 
-from arforge.samplers.ar import with_null_condition
-from arforge.samplers.base import SamplerStats, SampleResult, register_sampler
+from arforge.generators.heads import FlowHead
+from arforge.generators.orders import Raster
+from arforge.samplers.base import SampleResult, register_sampler
+from arforge.samplers.context import require_head, require_order, start_decoding
 from arforge.samplers.flowar import FlowARSampler
 
 
@@ -23,17 +24,15 @@ class RasterFlowSampler(FlowARSampler):
 
     @torch.no_grad()
     def sample(self, generator, condition, *, generator_rng=None, tokenizer=None, cond_mask=None) -> SampleResult:
-        start = time.perf_counter()
         model = generator
-        if type(model).__name__ != "RasterFlowGenerator":
-            raise ValueError(f"the raster_flow sampler runs raster_flow generators, not {type(model).__name__}")
-        device = model.tok_embeddings.weight.device
-        B, N, c = condition.shape[0], model.num_tokens, model.config.latent_channels
-        cond_all, _ = with_null_condition(model, condition.to(device), self.cfg)
-        cache = model.new_cache(cond_all.shape[0])
+        require_order(self.name, model, Raster)
+        require_head(self.name, model, FlowHead)
+        ctx = start_decoding(model, condition, self.cfg)
+        device, cond_all, cache, stats = ctx.device, ctx.cond_all, ctx.cache, ctx.stats
+        B, N, c = ctx.batch, model.num_tokens, model.config.latent_channels
         feat = model.prefill(cond_all, cache)
+        stats.forward_passes = 1
         tokens_BNc = torch.zeros(B, N, c, device=device)
-        stats = SamplerStats(tokens=N, forward_passes=1)
         for i in range(N):
             steps = self.steps_at(i, N, model.config.head.sampling_steps)
             tokens_BNc[:, i] = self.head_sample(model.head, feat, B, i / N, steps, generator_rng, stats)
@@ -42,4 +41,4 @@ class RasterFlowSampler(FlowARSampler):
                 fed = tokens_BNc[:, i:i + 1].repeat(cond_all.shape[0] // B, 1, 1)
                 feat = model.decode(fed, torch.full((fed.shape[0], 1), i, device=device), cache)[:, 0]
                 stats.forward_passes += 1
-        return self.finish_latent_tokens(tokens_BNc, model.config.grid_size, tokenizer, stats, start)
+        return self.finish_latent_tokens(tokens_BNc, model.config.grid_size, tokenizer, stats, ctx.start_time)

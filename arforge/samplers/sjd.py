@@ -25,13 +25,13 @@ filled as the window reaches them) or ``spatial`` (the token above, one-hot ``q`
 
 from __future__ import annotations
 
-import time
 from typing import Literal
 
 import torch
 
-from arforge.samplers.ar import with_null_condition
-from arforge.samplers.base import Sampler, SamplerStats, SampleResult, register_sampler
+from arforge.generators.orders import Raster
+from arforge.samplers.base import Sampler, SampleResult, register_sampler
+from arforge.samplers.context import require_order, start_decoding
 from arforge.samplers.cfg import CFGSchedule, guided_window_logits
 from arforge.samplers.logits import LogitsPipeline, sample_from_probs
 from arforge.samplers.speculative import Relaxation, verify
@@ -87,18 +87,14 @@ class SJDSampler(Sampler):
 
     @torch.no_grad()
     def sample(self, generator, condition, *, generator_rng=None, tokenizer=None, cond_mask=None) -> SampleResult:
-        start_time = time.perf_counter()
         model = generator
-        if type(model.order).__name__ != "Raster":
-            raise ValueError(f"SJD drafts along raster order; {type(model).__name__} uses {type(model.order).__name__}")
-        B, N, V = condition.shape[0], model.num_tokens, model.vocab_size
+        require_order(self.name, model, Raster)
+        ctx = start_decoding(model, condition, self.cfg, cond_mask)
+        B, N, V = ctx.batch, model.num_tokens, model.vocab_size
         width = model.order.grid_hw[1]
-        device = model.norm.weight.device
+        device, cache, cond_all, mask_all, stats = ctx.device, ctx.cache, ctx.cond_all, ctx.mask_all, ctx.stats
         rng = generator_rng
-        cond_all, mask_all = with_null_condition(model, condition.to(device), self.cfg, cond_mask)
-        cache = model.new_cache(cond_all.shape[0])
         P = model.num_prefix
-        stats = SamplerStats(tokens=N)
 
         # token 0 comes from the prefill pass, exactly as in plain AR sampling (and before any draft is drawn)
         first = guided_window_logits(model.prefill(cond_all, cache, mask_all)[:, None], B, self.cfg,
@@ -164,5 +160,5 @@ class SJDSampler(Sampler):
             # slots of positions >= n-1 hold K/V of drafts (or of a rejected token): roll them back
             keep = P + n_B - 1
             cache.truncate(torch.cat([keep, keep]) if self.cfg.enabled else keep)
-        stats.wall_time_s = time.perf_counter() - start_time
+        ctx.finish_timing()
         return self.finish(tokens_BN, model, stats, tokenizer)

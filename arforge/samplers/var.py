@@ -19,10 +19,13 @@ import time
 import torch
 import torch.nn.functional as F
 
-from arforge.samplers.ar import with_null_condition
-from arforge.samplers.base import Sampler, SamplerStats, SampleResult, register_sampler
+from arforge.generators.heads import CategoricalHead
+from arforge.generators.orders import NextScale
+from arforge.samplers.base import Sampler, SampleResult, register_sampler
 from arforge.samplers.cfg import CFGSchedule
+from arforge.samplers.context import require_head, require_order, start_decoding
 from arforge.samplers.logits import LogitsPipeline
+from arforge.utils.device import module_device
 
 
 @register_sampler("var")
@@ -36,8 +39,8 @@ class VARSampler(Sampler):
 
     @staticmethod
     def _check(generator, tokenizer) -> None:
-        if type(generator).__name__ != "VARGenerator":
-            raise ValueError(f"the var sampler runs next-scale (VAR) generators, not {type(generator).__name__}")
+        require_order("var", generator, NextScale)
+        require_head("var", generator, CategoricalHead)
         quantize = getattr(tokenizer, "quantize", None)
         if not hasattr(quantize, "next_input"):
             raise ValueError("VAR sampling needs the multi-scale tokenizer (MultiScaleVQTokenizer) the generator was "
@@ -60,24 +63,20 @@ class VARSampler(Sampler):
         if keep_BHW.shape != (images_BCHW.shape[0], *images_BCHW.shape[-2:]):
             raise ValueError(f"keep mask must be (B, H, W) = {(images_BCHW.shape[0], *images_BCHW.shape[-2:])}, got {tuple(keep_BHW.shape)}")
         q = tokenizer.quantize
-        device = generator.pos_1LC.device
+        device = module_device(generator)
         known = q.split(tokenizer.encode(images_BCHW.to(device)))
         keep = keep_BHW.to(device).float()[:, None]
         keep_masks = [F.interpolate(keep, size=(pn, pn), mode="area").flatten(1) >= 0.5 for pn in q.patch_nums]
         return self._run(generator, condition, tokenizer, generator_rng, known=list(zip(known, keep_masks)))
 
     def _run(self, model, condition, tokenizer, rng, known) -> SampleResult:
-        start = time.perf_counter()
         self._check(model, tokenizer)
         q = tokenizer.quantize
-        device = model.pos_1LC.device
-        B = condition.shape[0]
-        labels, _ = with_null_condition(model, condition.to(device), self.cfg)
-        cond_BD = model.condition(labels)
-        cache = model.new_cache(labels.shape[0])
+        ctx = start_decoding(model, condition, self.cfg)
+        device, B, cache, stats = ctx.device, ctx.batch, ctx.cache, ctx.stats
+        cond_BD = model.condition(ctx.cond_all)
         side, K = q.patch_nums[-1], q.num_scales
         f_hat = torch.zeros(B, q.dim, side, side, device=device)
-        stats = SamplerStats(tokens=model.num_tokens)
         x_BlCv, tokens = None, []
         for si, pn in enumerate(q.patch_nums):
             logits = model.decode_scale(si, x_BlCv, cond_BD, cache)
@@ -98,5 +97,5 @@ class VARSampler(Sampler):
         t = time.perf_counter()
         images = tokenizer.decode_latent(f_hat).clamp(-1, 1)
         stats.decode_time_s = time.perf_counter() - t
-        stats.wall_time_s = time.perf_counter() - start
+        ctx.finish_timing()
         return SampleResult(tokens=torch.cat(tokens, dim=1), stats=stats, images=images)

@@ -17,8 +17,9 @@ import time
 
 import torch
 
-from arforge.samplers.ar import with_null_condition
-from arforge.samplers.base import SamplerStats, SampleResult, register_sampler
+from arforge.generators.orders import Cells
+from arforge.samplers.base import SampleResult, register_sampler
+from arforge.samplers.context import require_capability, require_order, start_decoding
 from arforge.samplers.flowar import FlowARSampler
 
 
@@ -29,17 +30,13 @@ class XARSampler(FlowARSampler):
 
     @torch.no_grad()
     def sample(self, generator, condition, *, generator_rng=None, tokenizer=None, cond_mask=None) -> SampleResult:
-        start = time.perf_counter()
         model = generator
-        if type(model).__name__ != "XARGenerator":
-            raise ValueError(f"the xar sampler runs xar generators, not {type(model).__name__}")
-        device = model.output.weight.device
-        B, N, c = condition.shape[0], model.num_tokens, model.config.latent_channels
-        labels, _ = with_null_condition(model, condition.to(device), self.cfg)
-        copies = labels.shape[0] // B
-        cache = model.new_cache(labels.shape[0])
+        require_order(self.name, model, Cells)
+        require_capability(self.name, model, "velocity", "a flow network over noisy cells (an xar model)")
+        ctx = start_decoding(model, condition, self.cfg)
+        device, labels, copies, cache, stats = ctx.device, ctx.cond_all, ctx.copies, ctx.cache, ctx.stats
+        B, N, c = ctx.batch, model.num_tokens, model.config.latent_channels
         tokens_BNc = torch.zeros(B, N, c, device=device)
-        stats = SamplerStats(tokens=N)
         schedule = model.order.cached_decode_schedule()
         K = len(schedule)
         for k, step in enumerate(schedule):
@@ -67,4 +64,4 @@ class XARSampler(FlowARSampler):
             stats.head_time_s += time.perf_counter() - t_pass
             tokens_BNc[:, cell] = x
             stats.accepted_per_step.append(float(len(cell)) / steps)
-        return self.finish_latent_tokens(tokens_BNc, model.config.grid_size, tokenizer, stats, start)
+        return self.finish_latent_tokens(tokens_BNc, model.config.grid_size, tokenizer, stats, ctx.start_time)

@@ -12,7 +12,7 @@ Per image and row ``r`` with ``c_r`` committed tokens:
   and its window stops at column ``c_{r-1} - s`` while row ``r - 1`` is unfinished.
 * **One segment per active row** is fed: the last committed token of the row (or, for a row's
   first token, the last slot of row ``r - 1``: its real token, or while that row is unfinished a
-  proxy token, :func:`~arforge.samplers.zipar.proxy_source`) followed by the row's drafts. Query ``t`` of the
+  proxy token, :func:`~arforge.generators.orders.zipar.proxy_source`) followed by the row's drafts. Query ``t`` of the
   segment yields the target distribution ``p`` of column ``c_r + t``.
 * **Visibility inside a pass**: a query sees the cache's committed slots, the committed tokens fed
   in this pass, and the earlier entries of its own segment. It never sees another row's drafts
@@ -35,16 +35,15 @@ image by repeating an entry (identical input, identical K/V write).
 
 from __future__ import annotations
 
-import time
-
 import torch
 
-from arforge.samplers.ar import with_null_condition
-from arforge.samplers.base import Sampler, SamplerStats, SampleResult, register_sampler
+from arforge.generators.orders import check_proxy, proxy_source
+from arforge.samplers.base import Sampler, SampleResult, register_sampler
 from arforge.samplers.cfg import CFGSchedule, guided_window_logits
+from arforge.samplers.context import start_decoding
 from arforge.samplers.logits import LogitsPipeline, sample_from_probs
 from arforge.samplers.speculative import Relaxation, verify
-from arforge.samplers.zipar import check_proxy, proxy_source
+from arforge.samplers.zipar import zipar_order
 
 COMMITTED, DRAFT, PROXY = 0, 1, 2
 
@@ -102,20 +101,16 @@ class ZipARSJDSampler(Sampler):
 
     @torch.no_grad()
     def sample(self, generator, condition, *, generator_rng=None, tokenizer=None, cond_mask=None) -> SampleResult:
-        start_time = time.perf_counter()
         model = generator
-        if type(model.order).__name__ != "Raster":
-            raise ValueError(f"ZipAR runs raster-trained models; {type(model).__name__} uses {type(model.order).__name__}")
-        rows, width = model.order.grid_hw
-        window = min(self.window, width)
-        B, N, V = condition.shape[0], model.num_tokens, model.vocab_size
-        device = model.norm.weight.device
+        order = zipar_order(self.name, model, self.window, self.proxy)
+        rows, width = order.grid_shape
+        window = order.window
+        ctx = start_decoding(model, condition, self.cfg, cond_mask)
+        B, N, V = ctx.batch, model.num_tokens, model.vocab_size
+        device, cache, cond_all, mask_all, stats = ctx.device, ctx.cache, ctx.cond_all, ctx.mask_all, ctx.stats
         rng = generator_rng
-        cond_all, mask_all = with_null_condition(model, condition.to(device), self.cfg, cond_mask)
         BB = cond_all.shape[0]
-        cache = model.new_cache(BB)
         P, S = model.num_prefix, cache.max_len
-        stats = SamplerStats(tokens=N)
 
         first = guided_window_logits(model.prefill(cond_all, cache, mask_all)[:, None], B, self.cfg,
                                      torch.zeros(B, 1, dtype=torch.long, device=device), N)
@@ -194,8 +189,7 @@ class ZipARSJDSampler(Sampler):
                 per_image_commits[b] += n
             active = [n for n, f in zip(per_image_commits, per_image) if any(x[2] >= 0 for x in f)]
             stats.accepted_per_step.append(sum(active) / max(len(active), 1))
-        stats.wall_time_s = time.perf_counter() - start_time
-        return self.finish(tokens_BN, model, stats, tokenizer)
+        return self.finish(tokens_BN, model, ctx.finish_timing(), tokenizer)
 
     @staticmethod
     def _visibility(valid_BS: torch.Tensor, slot_BT: torch.Tensor, seg_BT: torch.Tensor, kind_BT: torch.Tensor,

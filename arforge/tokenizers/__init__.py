@@ -3,7 +3,7 @@ the continuous KL tokenizer (``diffusers.AutoencoderKL``); VAR's multi-scale res
 the causal video VQ tokenizer.
 
 Importing this package registers ``tokenizer/vq``, ``tokenizer/kl``, ``tokenizer/msvq`` and
-``tokenizer/video_vq`` for :func:`arforge.pretrained.load_pretrained`.
+``tokenizer/video_vq`` for :func:`arforge.auto.load_pretrained`.
 """
 
 from arforge.tokenizers.kl import KLConfig, KLOutput, KLTokenizer

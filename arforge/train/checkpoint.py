@@ -12,7 +12,7 @@ Layout inside the run folder::
       latest                  text file: the newest complete folder name ("step_001000")
 
 Each step folder is written into a hidden temporary sibling and renamed into place when complete
-(:func:`arforge.pretrained.atomic_directory`), and ``latest`` is rewritten atomically afterwards, so a
+(:func:`arforge.utils.io.atomic_directory`), and ``latest`` is rewritten atomically afterwards, so a
 crash or a kill at any moment leaves either the old or the new checkpoint, never a partial one.
 Nothing is pickled: nested trainer state (dicts with int keys, tuples, tensors, numpy arrays) is
 encoded as JSON plus safetensors and decoded back exactly.
@@ -36,7 +36,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from arforge.pretrained import CheckpointError, atomic_directory, atomic_write_text, save_safetensors
+from arforge.pretrained import CheckpointError
+from arforge.utils.io import atomic_directory, atomic_write_text, save_safetensors
 
 log = logging.getLogger(__name__)
 

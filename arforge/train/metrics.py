@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 from typing import Any, Mapping
 
-from arforge.pretrained import atomic_write_text
+from arforge.utils.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 

@@ -45,10 +45,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from arforge.auto import load_pretrained
 from arforge.config import ConfigError, to_dict
 from arforge.data.batching import EpochBatchSampler
 from arforge.data.registry import build_dataset, data_info
-from arforge.pretrained import CheckpointError, PretrainedMixin, atomic_write_text, load_state_dict_strict, load_weights_into
+from arforge.pretrained import CheckpointError, PretrainedMixin, load_state_dict_strict, load_weights_into
+from arforge.utils.io import atomic_write_text
 from arforge.train.checkpoint import (
     capture_rng_state,
     clean_stale_temporaries,
@@ -70,6 +72,11 @@ log = logging.getLogger(__name__)
 MODEL_DIR = "model"
 CONFIG_FILE = "config.yaml"
 SUMMARY_FILE = "summary.json"
+
+
+def _load_tokenizer(model_dir: Path) -> nn.Module:
+    """The tokenizer a token/latent cache is built with (``data.tokenizer``)."""
+    return load_pretrained(model_dir, kind="tokenizer")
 
 
 @dataclass
@@ -210,10 +217,12 @@ class Trainer:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             clean_stale_temporaries(self.out_dir)
         with self.accelerator.main_process_first():
-            self.train_set = build_dataset(run_config.data, run_config.data.split, cache_dir=self.out_dir, device=self.device)
+            self.train_set = build_dataset(run_config.data, run_config.data.split, cache_dir=self.out_dir, device=self.device,
+                                           load_tokenizer=_load_tokenizer)
             self.val_set: Dataset | None = None
             if tcfg.eval_every > 0 and run_config.data.val_split:
-                self.val_set = build_dataset(run_config.data, run_config.data.val_split, cache_dir=self.out_dir, device=self.device)
+                self.val_set = build_dataset(run_config.data, run_config.data.val_split, cache_dir=self.out_dir, device=self.device,
+                                             load_tokenizer=_load_tokenizer)
         self.data_info = data_info(self.train_set)
 
         seed_everything(tcfg.seed)  # after the data, so building a token cache never changes the initial weights

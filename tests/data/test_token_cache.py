@@ -99,7 +99,7 @@ def test_bad_tokenizer_output_is_rejected(tmp_path):
 
 
 def test_not_a_cache(tmp_path):
-    from arforge.pretrained import save_safetensors
+    from arforge.utils.io import save_safetensors
 
     save_safetensors({"codes": torch.zeros(2, 2)}, tmp_path / "plain.safetensors")
     with pytest.raises(DataError, match="not an arforge token cache"):
@@ -122,19 +122,27 @@ def test_tokens_built_next_to_the_run_and_reused(tmp_path):
     cfg = from_dict(DataConfig, {"name": "tokens", "tokenizer": str(tmp_path / "tok"),
                                  "source": {"name": "mnist", "image_size": 8, "channels": 1, "limit": 20, "batch_size": 8}})
     run = tmp_path / "run"
-    ds = build_dataset(cfg, "train", cache_dir=run)
+    with pytest.raises(DataError, match="needs a tokenizer"):  # data code never loads a model family itself
+        build_dataset(cfg, "train", cache_dir=run)
+    loaded = []
+
+    def load_tokenizer(path):
+        loaded.append(path)
+        return PatchTokenizer.from_pretrained(path)
+
+    ds = build_dataset(cfg, "train", cache_dir=run, load_tokenizer=load_tokenizer)
     cache = run / "tokens_mnist_train.safetensors"
     assert cache.is_file() and len(ds) == 20 and ds.grid_shape == (2, 2)
     info = data_info(ds)
     assert info["tokenizer_dir"] == str(tok_dir.resolve()) and info["num_classes"] == 10 and info["image_size"] == 8
     stamp = cache.stat().st_mtime_ns
-    again = build_dataset(cfg, "train", cache_dir=run)  # same tokenizer + source: reused, not rebuilt
-    assert cache.stat().st_mtime_ns == stamp and torch.equal(again.codes, ds.codes)
+    again = build_dataset(cfg, "train", cache_dir=run, load_tokenizer=load_tokenizer)  # same tokenizer + source: reused
+    assert cache.stat().st_mtime_ns == stamp and torch.equal(again.codes, ds.codes) and len(loaded) == 1
     with torch.no_grad():  # new tokenizer weights -> the cache is rebuilt
         tok = PatchTokenizer.from_pretrained(tok_dir)
         tok.scale.fill_(0.5)
         tok.save_pretrained(tok_dir)
-    rebuilt = build_dataset(cfg, "train", cache_dir=run)
+    rebuilt = build_dataset(cfg, "train", cache_dir=run, load_tokenizer=load_tokenizer)
     assert cache.stat().st_mtime_ns != stamp and not torch.equal(rebuilt.codes, ds.codes)
     with pytest.raises(DataError, match="needs a folder"):
         build_dataset(cfg, "train")

@@ -100,7 +100,7 @@ def test_recon_command_loads_through_load_pretrained(sample_run, tmp_path, capsy
         seen.append((str(directory), kind))
         return _SignTokenizer()
 
-    monkeypatch.setattr("arforge.pretrained.load_pretrained", fake_load)
+    monkeypatch.setattr("arforge.auto.load_pretrained", fake_load)
     out = tmp_path / "recon_out"
     assert main(["eval", "recon", "--tokenizer", str(tok_dir.parent), "--data", str(run / "samples.npz"),
                  "--no-rfid", "--device", "cpu", "--out", str(out), "--no-progress"]) == 0

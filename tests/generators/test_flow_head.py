@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from arforge.config import ConfigError
-from arforge.generators.heads import FlowHead, FlowHeadConfig, annealed_steps
+from arforge.generators.heads import FlowHead, FlowHeadConfig
+from arforge.samplers.annealing import annealed_steps
 
 
 def test_heun_beats_euler_on_a_known_ode(monkeypatch):
@@ -70,7 +71,7 @@ def test_disa_annealing_and_config_checks():
 def test_annealing_power_shapes_the_step_schedule():
     import pytest
 
-    from arforge.generators.heads.flow import annealed_steps
+    from arforge.samplers.annealing import annealed_steps
 
     assert [annealed_steps(p, 50, 5) for p in (0.0, 0.5, 1.0)] == [50, 28, 5]  # linear by default
     assert [annealed_steps(p, 50, 5, power=3) for p in (0.0, 0.5, 1.0)] == [50, 11, 5]

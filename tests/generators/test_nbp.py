@@ -3,7 +3,7 @@ import torch
 
 from arforge.config import ConfigError
 from arforge.generators import BackboneConfig, NBPConfig, NBPGenerator, RasterConfig, RasterGenerator
-from arforge.pretrained import load_pretrained
+from arforge.auto import load_pretrained
 from arforge.samplers import build_sampler
 
 BACKBONE = dict(dim=32, n_layer=2, n_head=2, multiple_of=16)

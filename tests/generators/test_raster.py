@@ -3,7 +3,8 @@ import torch
 
 from arforge.config import ConfigError, from_dict
 from arforge.generators import BackboneConfig, RasterConfig, RasterGenerator
-from arforge.pretrained import CheckpointError, load_pretrained
+from arforge.auto import load_pretrained
+from arforge.pretrained import CheckpointError
 
 
 def tiny_generator(**kw) -> RasterGenerator:

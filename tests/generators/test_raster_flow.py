@@ -8,7 +8,7 @@ import torch
 from arforge.config import ConfigError
 from arforge.generators import BackboneConfig, RasterFlowConfig, RasterFlowGenerator
 from arforge.generators.heads.flow import FlowHeadConfig
-from arforge.pretrained import load_pretrained
+from arforge.auto import load_pretrained
 from arforge.samplers import CFGSchedule, RasterFlowSampler
 
 

@@ -3,7 +3,7 @@ import torch
 
 from arforge.config import ConfigError
 from arforge.generators import BackboneConfig, XARConfig, XARGenerator
-from arforge.pretrained import load_pretrained
+from arforge.auto import load_pretrained
 from arforge.samplers import build_sampler
 
 

@@ -5,7 +5,7 @@ import torch
 
 from arforge.generators import BackboneConfig, NBPConfig, NBPGenerator
 from arforge.samplers import build_sampler
-from arforge.samplers.commands import sample_to_folder
+from arforge.samplers.folder import sample_to_folder
 from arforge.tokenizers.video import VideoVQConfig, VideoVQTokenizer
 
 

@@ -57,9 +57,11 @@ def test_batch_rows_are_independent_under_greedy_and_llamagen_loads(llamagen_c2i
 @pytest.mark.parametrize("grid, s, proxy", [((4, 6), 2, "above"), ((5, 4), 1, "newest"), ((3, 5), 3, "above"),
                                              ((3, 5), 5, "above")])
 def test_zipar_training_layout_reproduces_the_decode_path(grid, s, proxy, tiny_raster):
-    """Teacher forcing under the layout == the logits ZipAR decoding computes for the same tokens,
-    for every token, row starts (proxy queries) included."""
-    from arforge.samplers.zipar import zipar_decode, zipar_layout_logits, zipar_training_layout
+    """Teacher forcing under the ZipAR order's arrangement == the logits ZipAR decoding computes for
+    the same tokens, for every token, row starts (proxy queries) included."""
+    from arforge.generators.orders import ZipAR
+    from arforge.samplers.ar import run_schedule
+    from arforge.samplers.context import start_decoding
 
     gen = tiny_raster(grid=grid)
     rows, width = grid
@@ -67,35 +69,36 @@ def test_zipar_training_layout_reproduces_the_decode_path(grid, s, proxy, tiny_r
     tokens = torch.randint(0, gen.vocab_size, (3, rows * width), generator=torch.Generator().manual_seed(0))
     seen = torch.zeros(3, rows * width, gen.vocab_size)
 
-    def pick(logits, emit):  # record what decoding computes, feed the given tokens
-        seen[:, emit] = logits
-        return tokens[:, emit]
+    def pick(logits, step):  # record what decoding computes, feed the given tokens
+        seen[:, step.emit_E] = logits
+        return tokens[:, step.emit_E]
 
-    zipar_decode(gen, labels, None, zipar_schedule(rows, width, s, proxy), pick)
-    layout = zipar_training_layout(rows, width, s, gen.num_prefix, proxy)
+    order = ZipAR(grid, s, proxy)
     with torch.no_grad():
-        taught = zipar_layout_logits(gen, tokens, labels, layout)
+        run_schedule(gen, order.decode_schedule(), start_decoding(gen, labels, CFGSchedule(1.0)), pick)
+        layout = order.training_arrangement(gen.num_prefix)
+        taught = gen(tokens, labels, arrangement=layout)
     torch.testing.assert_close(taught, seen, atol=1e-4, rtol=1e-4)
     assert (layout.side is None) == (s == width)
     if s == width:  # plain causal teacher forcing
         L = gen.num_prefix + rows * width - 1
-        assert torch.equal(layout.visible_LL, torch.ones(L, L, dtype=torch.bool).tril())
+        assert torch.equal(layout.mask_LL, torch.ones(L, L, dtype=torch.bool).tril())
     else:  # the first token of every row but row 0 comes from a proxy query
-        assert sorted(layout.side_target_E.tolist()) == [r * width for r in range(1, rows)]
+        assert sorted(layout.side.target_E.tolist()) == [r * width for r in range(1, rows)]
 
 
 def test_zipar_aware_training_task_uses_the_visibility_on_some_batches():
-    from arforge.train.tasks.generator import GeneratorTrainTask
+    from arforge.train.tasks.zipar_aware import ZipARAwareTrainTask
 
-    task = GeneratorTrainTask.from_config(
+    task = ZipARAwareTrainTask.from_config(
         {"family": "raster", "model": {"backbone": {"dim": 32, "n_layer": 1, "n_head": 2, "multiple_of": 16}},
-         "zipar_aware": {"window": 2, "prob": 1.0}},
+         "window": 2, "prob": 1.0},
         {"codebook_size": 16, "grid_shape": [3, 4], "num_classes": 2})
     task.generator.eval()  # no class dropout: the losses below are compared exactly
     batch = {"codes": torch.randint(0, 16, (2, 3, 4)), "label": torch.tensor([0, 1])}
     torch.nn.init.normal_(task.generator.output.weight, std=0.5)
     loss_aware, _ = task.training_loss(batch, 0)
-    task.zipar_aware = type(task.zipar_aware)(window=2, prob=0.0)
+    task.prob = 0.0
     loss_plain, _ = task.training_loss(batch, 0)
     assert not torch.allclose(loss_aware, loss_plain)
     metrics = task.evaluate([batch])
@@ -104,7 +107,7 @@ def test_zipar_aware_training_task_uses_the_visibility_on_some_batches():
 
 
 def test_row_start_proxy_is_the_last_token_of_the_nearest_finished_row():
-    from arforge.samplers.zipar import proxy_source
+    from arforge.generators.orders import proxy_source
 
     width = 4
     assert proxy_source([4, 4, 3, 1], 3, width, "above") == 1 * width + 3  # row 1 is the nearest finished row

@@ -8,7 +8,7 @@ which depends on which random drafts were accepted, so batched and single runs m
 import pytest
 import torch
 
-from arforge.samplers import ARSampler, CFGSchedule, LogitsPipeline, ZipARSampler, ZipARSJDSampler, build_sampler
+from arforge.samplers import ARSampler, CFGSchedule, LogitsPipeline, ZipARSampler, ZipARSJDSampler
 
 
 @pytest.mark.parametrize("s", [1, 2, 4])

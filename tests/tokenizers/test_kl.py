@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from arforge.config import ConfigError
-from arforge.pretrained import load_pretrained
+from arforge.auto import load_pretrained
 from arforge.tokenizers import KLConfig, KLTokenizer
 
 TINY = dict(latent_channels=2, block_out_channels=[32, 32], layers_per_block=1, encoder_attn_levels=[],

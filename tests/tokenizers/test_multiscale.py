@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from arforge.config import ConfigError
-from arforge.pretrained import load_pretrained
+from arforge.auto import load_pretrained
 from arforge.tokenizers import MultiScaleQuantizer, MultiScaleVQConfig, MultiScaleVQTokenizer
 from arforge.tokenizers.multiscale_quantizer import phi_indices
 

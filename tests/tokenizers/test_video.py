@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from arforge.config import ConfigError
-from arforge.pretrained import load_pretrained
+from arforge.auto import load_pretrained
 from arforge.tokenizers.video import VideoVQConfig, VideoVQTokenizer
 from arforge.train.tasks.video_vq import VideoVQTrainTask
 

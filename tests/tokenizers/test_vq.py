@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from arforge.config import ConfigError, from_dict, to_dict
-from arforge.pretrained import CheckpointError, load_pretrained
+from arforge.auto import load_pretrained
+from arforge.pretrained import CheckpointError
 from arforge.tokenizers import VQConfig, VQOutput, VQTokenizer
 
 TINY = dict(codebook_size=32, codebook_embed_dim=4, ch=16, norm_groups=8, encoder_ch_mult=[1, 2], decoder_ch_mult=[1, 2],

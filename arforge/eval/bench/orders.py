@@ -28,12 +28,12 @@ from typing import Any
 import torch
 import yaml
 
-from arforge.eval.bench.commands import register_benchmark
+from arforge.eval.bench.registry import register_benchmark
 from arforge.eval.bench.samplers import add_common_arguments, logits_from_args, sample_quality, time_sampler
-from arforge.pretrained import atomic_write_text
+from arforge.utils.io import atomic_write_text
 from arforge.samplers.base import build_sampler_with_defaults
 from arforge.samplers.cfg import CFGSchedule
-from arforge.samplers.commands import load_generator_and_tokenizer
+from arforge.auto import load_generator_and_tokenizer
 from arforge.samplers.logits import LogitsPipeline
 from arforge.utils.device import resolve_device
 

@@ -27,11 +27,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from arforge.eval.bench.commands import register_benchmark
-from arforge.pretrained import atomic_write_text
+from arforge.eval.bench.registry import register_benchmark
+from arforge.utils.io import atomic_write_text
 from arforge.samplers.base import Sampler, build_sampler_with_defaults
 from arforge.samplers.cfg import CFGSchedule
-from arforge.samplers.commands import load_generator_and_tokenizer
+from arforge.auto import load_generator_and_tokenizer
 from arforge.samplers.logits import LogitsPipeline
 from arforge.utils.device import resolve_device
 from arforge.utils.images import to_uint8

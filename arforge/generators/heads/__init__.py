@@ -1,11 +1,13 @@
 """Output heads: what turns the trunk's per-token vectors into tokens.
 
-The categorical head of the raster family is its ``output`` linear layer; continuous tokens use
-:class:`DiffusionHead` (MAR) or :class:`FlowHead` (flow matching; per-token MLP or set transformer). Every head offers ``loss(x0, cond)`` and ``sample(cond, ...)``.
+Discrete tokens use :class:`CategoricalHead` (a linear map to float32 logits); continuous tokens use
+:class:`DiffusionHead` (MAR) or :class:`FlowHead` (flow matching; per-token MLP or set transformer),
+which offer ``loss(x0, cond)`` and ``sample(cond, ...)``.
 """
 
-from arforge.generators.heads.diffusion import AdaLNMLP, DiffusionHead, DiffusionHeadConfig, GaussianDiffusion
-from arforge.generators.heads.flow import FlowHead, FlowHeadConfig, annealed_steps
+from arforge.generators.heads.categorical import CategoricalHead
 
-__all__ = ["AdaLNMLP", "DiffusionHead", "DiffusionHeadConfig", "FlowHead", "FlowHeadConfig", "GaussianDiffusion",
-           "annealed_steps"]
+from arforge.generators.heads.diffusion import AdaLNMLP, DiffusionHead, DiffusionHeadConfig, GaussianDiffusion
+from arforge.generators.heads.flow import FlowHead, FlowHeadConfig
+
+__all__ = ["AdaLNMLP", "CategoricalHead", "DiffusionHead", "DiffusionHeadConfig", "FlowHead", "FlowHeadConfig", "GaussianDiffusion"]

@@ -5,7 +5,7 @@ the network predicts the velocity ``v = x0 - noise`` and is trained with MSE. Sa
 ``dx/dt = v(x, t, cond)`` from noise at ``t = 0`` to ``t = 1`` with Euler or Heun steps on a
 uniform or shifted time grid. Two networks: ``mlp`` (per token, :class:`AdaLNMLP`, the MAR/FlowAR
 choice) and ``set`` (a small bidirectional transformer over the tokens emitted together, so they are
-denoised jointly). DiSA-style annealing (:func:`annealed_steps`) uses fewer steps for later tokens,
+denoised jointly). DiSA-style annealing (:func:`arforge.samplers.annealing.annealed_steps`) uses fewer steps for later tokens,
 whose conditions already pin them down. Same interface as :class:`DiffusionHead`:
 ``loss(x0, cond)`` and ``sample(cond, ...)``; sampling is batched over all tokens of a step.
 """
@@ -20,7 +20,8 @@ from torch import nn
 
 from arforge.config import ConfigError
 from arforge.generators.backbone import Backbone, BackboneConfig
-from arforge.generators.heads.diffusion import AdaLNMLP, TimestepEmbedder
+from arforge.generators.heads.diffusion import AdaLNMLP
+from arforge.generators.timestep import TimestepEmbedder
 
 
 @dataclass
@@ -53,25 +54,6 @@ class FlowHeadConfig:
             raise ConfigError(f"FlowHeadConfig.solver must be 'euler' or 'heun', got {self.solver!r}")
         if self.time_shift <= 0:
             raise ConfigError(f"FlowHeadConfig.time_shift must be > 0, got {self.time_shift}")
-
-
-def check_step_annealing(head_steps: int | None, head_steps_end: int | None, power: float) -> None:
-    """Validate a sampler's DiSA options (``None`` steps = the head's configured count)."""
-    if (head_steps is not None and head_steps < 1) or (head_steps_end is not None and head_steps_end < 1):
-        raise ValueError("head_steps and head_steps_end must be >= 1")
-    if power <= 0:
-        raise ValueError(f"head_steps_power must be > 0, got {power}")
-
-
-def annealed_steps(progress: float, start_steps: int, end_steps: int, power: float = 1.0) -> int:
-    """DiSA step annealing: ``start_steps`` for the first tokens, falling to ``end_steps`` once the
-    image is complete (``progress`` = fraction of tokens already generated, in ``[0, 1]``), along
-    ``end + (start - end) * (1 - progress) ** power`` (``power = 1``: linear; larger: the steps drop
-    faster, e.g. ``power = 3`` averages ``end + (start - end) / 4`` steps over a uniform progress)."""
-    progress = min(max(progress, 0.0), 1.0)
-    if power <= 0:
-        raise ValueError(f"annealing power must be > 0, got {power}")
-    return max(1, int(round(end_steps + (start_steps - end_steps) * (1.0 - progress) ** power)))
 
 
 class SetVelocityNet(nn.Module):

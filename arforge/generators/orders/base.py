@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import abc
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -25,15 +25,39 @@ class DecodeStep:
 
     Attributes:
         feed_T: image-token indices fed in this pass (int64 ``(T,)``; empty for the prefill pass,
-            which feeds the condition prefix instead).
+            which feeds the condition prefix instead). Their K/V go to the slots of these indices.
         emit_E: image-token indices sampled from this pass's outputs (int64 ``(E,)``).
         source_E: for each emitted token, the output row it is read from: an index into the fed
             tokens, or ``-1`` for the last prefix position (prefill).
+        fed_from_T: the grid index whose token is fed at each ``feed_T`` slot, where that differs
+            from the slot itself (a stand-in token, e.g. ZipAR's row-start proxy); ``None``: each
+            slot is fed its own token.
+        transient_T: positions into ``feed_T`` holding a stand-in: no other query of the pass
+            attends to them, and their slots are invalidated after the pass (empty: none).
     """
 
     feed_T: torch.Tensor
     emit_E: torch.Tensor
     source_E: torch.Tensor
+    fed_from_T: torch.Tensor | None = None
+    transient_T: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
+
+
+@dataclass(frozen=True)
+class SideQueries:
+    """``E`` extra query slots of a teacher-forcing layout, appended after its ``L`` training slots.
+
+    Query ``e`` is fed the image token at grid index ``src_E[e]`` with the rotary angle of grid slot
+    ``slot_E[e]``, attends to the training slots where ``visible_EL[e]`` is true and to itself (no
+    training slot attends to it), and its output predicts image token ``target_E[e]`` in place of
+    the training slot's prediction. ZipAR's exact layout (:mod:`arforge.generators.orders.zipar`)
+    trains its row-start proxy queries this way.
+    """
+
+    src_E: torch.Tensor
+    slot_E: torch.Tensor
+    visible_EL: torch.Tensor
+    target_E: torch.Tensor
 
 
 @dataclass(frozen=True)
@@ -47,20 +71,26 @@ class TrainingArrangement:
         head_slots_NH: orders with several direction heads (neighbour order): the slot whose head
             ``h`` output predicts token ``i``, ``-1`` where head ``h`` does not reach it; ``None``
             for single-head orders.
+        side: extra query slots whose outputs replace some targets' predictions
+            (:class:`SideQueries`), or ``None``.
     """
 
     input_idx_T: torch.Tensor
     target_slot_N: torch.Tensor
     mask_LL: torch.Tensor | None
     head_slots_NH: torch.Tensor | None = None
+    side: SideQueries | None = None
 
 
 class Order(abc.ABC):
     """A generation order over a token grid: ``(h, w)`` for images or ``(t, h, w)`` for videos.
 
     Tokens are indexed in raster order over the whole grid (frame by frame for videos).
-    ``grid_shape`` is the full shape; ``grid_hw`` its last two (spatial) sides.
+    ``grid_shape`` is the full shape; ``grid_hw`` its last two (spatial) sides. ``name`` is the
+    order's registered name (``ORDERS``), used in configs and error messages.
     """
+
+    name: str = "order"
 
     def __init__(self, grid_shape: tuple[int, ...]):
         shape = tuple(int(s) for s in grid_shape)

@@ -19,6 +19,8 @@ from arforge.generators.orders.next_block import check_tile, tile_groups
 class Cells(GroupedOrder):
     """``Cells(grid_shape, cell_shape)``; the cells must tile the grid (xAR: 8x8 cells of a 16x16 latent)."""
 
+    name = "cells"
+
     def __init__(self, grid_shape: tuple[int, ...], cell_shape: tuple[int, ...]):
         super().__init__(grid_shape)
         self.cell_shape = check_tile(self.grid_shape, cell_shape, "cells")

@@ -14,19 +14,41 @@ import math
 
 import torch
 
+from arforge.generators.orders.base import DecodeStep, Order, TrainingArrangement
 
-class MaskedRandomOrder:
-    """Random order over ``grid_hw`` tokens with MAR's masking schedules."""
 
-    def __init__(self, grid_hw: tuple[int, int], mask_ratio_min: float = 0.7, ratio_std: float = 0.25):
+class MaskedRandomOrder(Order):
+    """Random order over ``grid_hw`` tokens with MAR's masking schedules.
+
+    As an :class:`Order`: training feeds every token (the model replaces the masked ones by its mask
+    token) and predicts each token at its own slot with bidirectional attention; the decode schedule
+    has ``num_iter`` steps whose ``emit_E`` are *ranks* in each row's random order
+    (:meth:`sample_orders` turns them into grid indices per row), following :meth:`unmask_schedule`.
+    """
+
+    name = "masked"
+
+    def __init__(self, grid_hw: tuple[int, int], mask_ratio_min: float = 0.7, ratio_std: float = 0.25, num_iter: int = 64):
+        super().__init__(grid_hw)
         if not 0.0 < mask_ratio_min <= 1.0:
             raise ValueError(f"mask_ratio_min must lie in (0, 1], got {mask_ratio_min}")
-        self.grid_hw = tuple(int(s) for s in grid_hw)
         self.mask_ratio_min, self.ratio_std = mask_ratio_min, ratio_std
+        self.num_iter = num_iter
 
-    @property
-    def num_tokens(self) -> int:
-        return self.grid_hw[0] * self.grid_hw[1]
+    def training_arrangement(self, num_prefix: int) -> TrainingArrangement:
+        n, L = self.num_tokens, num_prefix + self.num_tokens
+        return TrainingArrangement(input_idx_T=torch.arange(n), target_slot_N=torch.arange(n) + num_prefix,
+                                   mask_LL=torch.ones(L, L, dtype=torch.bool))
+
+    def decode_schedule(self) -> list[DecodeStep]:
+        """``num_iter`` steps; step ``s`` emits the ranks ``N - mask_len(s-1) .. N - mask_len(s) - 1``
+        of each row's order, reading each from its own (bidirectional) slot."""
+        steps, known = [], 0
+        for length in self.unmask_schedule(min(self.num_iter, self.num_tokens)):
+            ranks = torch.arange(known, self.num_tokens - length)
+            steps.append(DecodeStep(feed_T=torch.arange(known), emit_E=ranks, source_E=ranks))
+            known = self.num_tokens - length
+        return steps
 
     def sample_orders(self, batch: int, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
         """One random permutation of ``0..N-1`` per row: int64 ``(B, N)``."""

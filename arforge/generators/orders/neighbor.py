@@ -25,6 +25,8 @@ class Neighbor(GroupedOrder):
     """``Neighbor(grid_shape)``: waves of constant ``row + col`` (``frame + row + col`` for videos),
     one direction head per grid dimension (right, below, next frame)."""
 
+    name = "neighbor"
+
     @property
     def num_heads(self) -> int:
         return len(self.grid_shape)

@@ -39,6 +39,8 @@ def check_tile(grid: tuple[int, ...], tile: tuple[int, ...], what: str) -> tuple
 class NextBlock(GroupedOrder):
     """``NextBlock(grid_shape, block_shape)``; ``block_shape`` (one side per grid dimension) must tile the grid."""
 
+    name = "next_block"
+
     def __init__(self, grid_shape: tuple[int, ...], block_shape: tuple[int, ...], hybrid_start: bool = False):
         super().__init__(grid_shape)
         self.block_shape = check_tile(self.grid_shape, block_shape, "block")

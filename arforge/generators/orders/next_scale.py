@@ -20,6 +20,8 @@ from arforge.generators.orders.base import DecodeStep, Order, TrainingArrangemen
 class NextScale(Order):
     """``NextScale(patch_nums)``; the grid is the last (finest) token map."""
 
+    name = "next_scale"
+
     def __init__(self, patch_nums: list[int] | tuple[int, ...]):
         patch_nums = tuple(int(p) for p in patch_nums)
         if not patch_nums or list(patch_nums) != sorted(set(patch_nums)) or patch_nums[0] < 1:

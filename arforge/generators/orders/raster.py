@@ -15,6 +15,8 @@ class Raster(Order):
     emits token ``i``.
     """
 
+    name = "raster"
+
     def training_arrangement(self, num_prefix: int) -> TrainingArrangement:
         n = self.num_tokens
         return TrainingArrangement(

@@ -39,7 +39,7 @@ class VARGeneratorTrainTask(GeneratorTrainTask):
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any], data_info: Mapping[str, Any], source: str | None = None) -> "VARGeneratorTrainTask":
         from arforge.generators.var import VARGenerator
-        from arforge.pretrained import load_pretrained
+        from arforge.auto import load_pretrained
         from arforge.tokenizers.multiscale import MultiScaleVQTokenizer
 
         unknown = set(cfg) - {"model"}

@@ -1,8 +1,5 @@
-"""``arforge sample``: class-conditional sampling to PNGs, a grid and an ADM-style ``samples.npz``.
-
-The output folder is written atomically: a run that fails midway leaves any earlier folder of the
-same name untouched.
-"""
+"""``arforge sample``: class-conditional sampling to PNGs, a grid and an ADM-style ``samples.npz``
+(:func:`arforge.samplers.folder.sample_to_folder`), with the sampler and its options from the command line."""
 
 from __future__ import annotations
 
@@ -12,103 +9,17 @@ import logging
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-from tqdm import tqdm
 
-from arforge.pretrained import CheckpointError, atomic_directory, load_pretrained, read_config_file, resolve_model_dir
+from arforge.auto import load_generator_and_tokenizer
+from arforge.pretrained import resolve_model_dir
 from arforge.samplers.base import SAMPLERS, Sampler, build_sampler_with_defaults
+from arforge.samplers.folder import sample_to_folder
 from arforge.samplers.cfg import CFGSchedule
 from arforge.samplers.logits import LogitsPipeline
 from arforge.utils.device import resolve_device
-from arforge.utils.images import make_grid, make_video_grid, save_gif, save_png, to_uint8
 
 log = logging.getLogger(__name__)
-
-
-def load_generator_and_tokenizer(checkpoint: str | Path, tokenizer: str | Path | None, device: torch.device):
-    """Load a generator and the tokenizer it was trained with (``extra.tokenizer_dir`` unless given)."""
-    gen_dir = resolve_model_dir(checkpoint)
-    generator = load_pretrained(gen_dir, kind="generator").to(device).eval()
-    tok_path = tokenizer or (generator.pretrained_extra or {}).get("tokenizer_dir")
-    if tok_path is None:
-        raise CheckpointError(f"{gen_dir} does not record its tokenizer: pass --tokenizer DIR")
-    tok_dir = resolve_model_dir(tok_path)
-    if read_config_file(tok_dir)["kind"] != "tokenizer":
-        raise CheckpointError(f"--tokenizer {tok_dir} is not a tokenizer checkpoint")
-    tok = load_pretrained(tok_dir, kind="tokenizer").to(device).eval()
-    if getattr(tok, "is_continuous", False):
-        want = getattr(generator.config, "latent_channels", None)
-        if want != tok.latent_channels:
-            raise CheckpointError(f"tokenizer {tok_dir} has {tok.latent_channels} latent channels but generator {gen_dir} "
-                                  f"expects {want}")
-    elif tok.codebook_size != getattr(generator, "vocab_size", None):
-        raise CheckpointError(
-            f"tokenizer {tok_dir} has {tok.codebook_size} codes but generator {gen_dir} expects {generator.vocab_size}"
-        )
-    return generator, tok
-
-
-def sample_to_folder(
-    generator: torch.nn.Module,
-    tokenizer: torch.nn.Module,
-    labels: torch.Tensor,
-    sampler: Sampler,
-    out: str | Path,
-    *,
-    batch_size: int = 32,
-    seed: int = 0,
-    write_pngs: bool = True,
-    extra: dict | None = None,
-) -> dict:
-    """Sample one image per label into ``out`` (atomically) and return the run summary.
-
-    Writes ``samples.npz`` (``images`` uint8 ``(N, H, W, 3)``, ``labels`` int64 ``(N,)``),
-    ``grid.png`` (one row per class when classes are balanced), ``samples/NNNNN_cC.png`` and
-    ``sample_stats.json``. Video generators write ``images`` ``(N, T, H, W, 3)``, an animated
-    ``grid.gif``, ``grid.png`` (frames side by side) and ``samples/NNNNN_cC.gif``. Randomness comes
-    from one ``torch.Generator`` seeded with ``seed``.
-    """
-    device = next(generator.parameters()).device
-    rng = torch.Generator(device=device).manual_seed(seed)
-    images, passes, wall = [], 0, 0.0
-    batches = range(0, len(labels), batch_size)
-    for start in tqdm(batches, desc="sampling", unit="batch", disable=len(batches) < 2):
-        batch = labels[start: start + batch_size].to(device)
-        result = sampler.sample(generator, batch, generator_rng=rng, tokenizer=tokenizer)
-        images.append(to_uint8(result.images))
-        passes += result.stats.forward_passes
-        wall += result.stats.wall_time_s + result.stats.decode_time_s
-    images_np = np.concatenate(images)
-    labels_np = labels.cpu().numpy().astype(np.int64)
-    summary = {
-        "num_images": len(labels_np),
-        "forward_passes_per_batch": passes / max(len(batches), 1),
-        "sampling_time_s": wall,
-        "time_per_image_s": wall / max(len(labels_np), 1),
-        "seed": seed,
-        **(extra or {}),
-    }
-    per_class = np.bincount(labels_np)
-    nrow = int(per_class.max()) if len(set(per_class[per_class > 0])) == 1 else None
-    order = np.argsort(labels_np, kind="stable")
-    with atomic_directory(out) as tmp:
-        np.savez(tmp / "samples.npz", images=images_np, labels=labels_np)
-        if images_np.ndim == 5:  # videos (N, T, H, W, 3)
-            frames = make_video_grid(images_np[order], nrow=nrow)
-            save_gif(frames, tmp / "grid.gif")
-            save_png(np.concatenate(list(frames), axis=1), tmp / "grid.png")
-        else:
-            save_png(make_grid(images_np[order], nrow=nrow), tmp / "grid.png")
-        if write_pngs:
-            (tmp / "samples").mkdir()
-            for i, (img, lab) in enumerate(zip(images_np, labels_np)):
-                if img.ndim == 4:
-                    save_gif(img, tmp / "samples" / f"{i:05d}_c{lab}.gif")
-                else:
-                    save_png(img, tmp / "samples" / f"{i:05d}_c{lab}.png")
-        (tmp / "sample_stats.json").write_text(json.dumps(summary, indent=2))
-    return summary
 
 
 def sampler_from_args(args: argparse.Namespace, generator: torch.nn.Module | None = None) -> Sampler:

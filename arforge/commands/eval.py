@@ -24,7 +24,8 @@ from typing import Any
 from arforge.eval.features import DEFAULT_BATCH_SIZE
 from arforge.eval.generation import METRICS
 from arforge.eval.preprocess import PREPROCESS
-from arforge.pretrained import atomic_write_text, resolve_model_dir
+from arforge.pretrained import resolve_model_dir
+from arforge.utils.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ def run_stats(args: argparse.Namespace) -> int:
 
 def run_recon(args: argparse.Namespace) -> int:
     from arforge.eval.recon import evaluate_reconstruction
-    from arforge.pretrained import load_pretrained
+    from arforge.auto import load_pretrained
     from arforge.utils.device import resolve_device
 
     tok_dir = resolve_model_dir(args.tokenizer)
