@@ -1,7 +1,9 @@
-"""The ``arforge`` command line: ``train | sample | eval | bench | quickstart | demo``.
+"""The ``arforge`` command line: ``train | sample | eval | bench | quickstart``.
 
-Each sub-command lives next to the code it drives and registers itself here through a
-``add_parser(subparsers)`` function; this module only assembles them and maps known errors to a
+Each sub-command is a module of :mod:`arforge.commands` with an ``add_parser(subparsers)`` function;
+this module assembles them, loads plug-ins (``--import MODULE_OR_FILE`` anywhere on the command line,
+and the ``arforge.plugins`` entry points: :mod:`arforge.plugins`) before the parser is built, so that
+a plug-in's sampler, order, task or benchmark is known to every command, and maps known errors to a
 one-line message and exit code 2 (no Python traceback for user mistakes).
 """
 
@@ -24,6 +26,38 @@ COMMAND_MODULES = [
 ]
 
 
+IMPORT_HELP = ("import a plug-in first: a .py file or a module name that registers samplers, orders, tokenizers, "
+               "tasks or benchmarks (repeatable)")
+
+
+def split_plugin_args(argv: list[str]) -> tuple[list[str], list[str]]:
+    """``(plug-in specs, the other arguments)``: every ``--import X`` / ``--import=X`` is taken out."""
+    plugins, rest, i = [], [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--import":
+            if i + 1 >= len(argv):
+                raise SystemExit("arforge: error: --import needs a module name or a .py file")
+            plugins.append(argv[i + 1])
+            i += 2
+            continue
+        if arg.startswith("--import="):
+            plugins.append(arg.split("=", 1)[1])
+        else:
+            rest.append(arg)
+        i += 1
+    return plugins, rest
+
+
+def _add_import_option(parser: argparse.ArgumentParser) -> None:
+    """Document ``--import`` on ``parser`` and every sub-command below it (it is consumed before parsing)."""
+    parser.add_argument("--import", dest="plugins", action="append", default=[], metavar="MODULE_OR_FILE", help=IMPORT_HELP)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _add_import_option(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="arforge",
@@ -36,16 +70,27 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_parser(sub)
+    _add_import_option(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     from arforge.config import ConfigError
+    from arforge.plugins import import_plugin, load_entry_point_plugins
     from arforge.pretrained import CheckpointError
     from arforge.utils.logging import setup_logging
 
+    plugins, argv = split_plugin_args(list(sys.argv[1:] if argv is None else argv))
+    try:
+        load_entry_point_plugins()
+        for spec in plugins:
+            import_plugin(spec)
+    except ConfigError as err:
+        print(f"arforge: error: --import: {err}", file=sys.stderr)
+        return 2
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.plugins = plugins
     setup_logging(logging.DEBUG if args.verbose else logging.INFO)
     try:
         result = args.func(args)

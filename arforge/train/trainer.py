@@ -49,6 +49,7 @@ from arforge.auto import load_pretrained
 from arforge.config import ConfigError, to_dict
 from arforge.data.batching import EpochBatchSampler
 from arforge.data.registry import build_dataset, data_info
+from arforge.plugins import import_plugin
 from arforge.pretrained import CheckpointError, PretrainedMixin, load_state_dict_strict, load_weights_into
 from arforge.utils.io import atomic_write_text
 from arforge.train.checkpoint import (
@@ -100,12 +101,13 @@ class _LossForward(nn.Module):
 
 
 def import_modules(names: list[str], source: str | None = None) -> None:
-    """Import the modules listed in ``imports:`` (they register custom tasks or datasets)."""
+    """Import the plug-ins listed in ``imports:`` (module names or ``.py`` files; they register custom
+    tasks, datasets, orders, ...: :func:`arforge.plugins.import_plugin`)."""
     for name in names:
         try:
-            importlib.import_module(name)
-        except ImportError as err:
-            raise ConfigError(f"imports: cannot import '{name}'{' (' + source + ')' if source else ''}: {err}") from err
+            import_plugin(name)
+        except ConfigError as err:
+            raise ConfigError(f"imports: {err}{' (' + source + ')' if source else ''}") from err
 
 
 def resolve_task_class(name: str, source: str | None = None) -> type[TrainTask]:
