@@ -23,6 +23,7 @@ from arforge.config import ConfigError
 from arforge.generators.backbone import Backbone, BackboneConfig
 from arforge.generators.heads.diffusion import DiffusionHead, DiffusionHeadConfig
 from arforge.generators.orders.masked import MaskedRandomOrder
+from arforge.generators.presets import PresetMixin
 from arforge.pretrained import PretrainedMixin, register_model
 
 
@@ -105,8 +106,10 @@ class MARConfig:
 
 
 @register_model
-class MARGenerator(nn.Module, PretrainedMixin):
+class MARGenerator(PresetMixin, nn.Module, PretrainedMixin):
     """MAR: bidirectional masked encoder-decoder + per-token diffusion head."""
+
+    preset_family = "mar"
 
     config_class = MARConfig
     model_kind = "generator"

@@ -20,6 +20,7 @@ from arforge.config import ConfigError
 from arforge.generators.backbone import Backbone, BackboneConfig
 from arforge.generators.kv_cache import KVCache
 from arforge.generators.orders import NextScale
+from arforge.generators.presets import resolve_preset
 
 
 #: VAR's 256 px token pyramid (L = 680)
@@ -84,14 +85,18 @@ class AdaLNBeforeHead(nn.Module):
 class NextScaleTrunk(Backbone):
     """Class-conditional block-causal transformer over a token pyramid: everything of VAR but the
     output head. :meth:`hidden` (teacher forcing) and :meth:`decode_scale_hidden` (KV-cached, one
-    scale) return the adaLN-modulated final features ``(B, *, dim)`` the head reads."""
+    scale) return the adaLN-modulated final features ``(B, *, dim)`` the head reads. Configs take the
+    ``var_d*`` presets (``preset: var_d16``)."""
+
+    preset_family = "var"
 
     @classmethod
     def from_config_dict(cls, config: Mapping[str, Any], source: str | None = None):
         """Build from a config dict. ``backbone`` fields are laid over VAR's block defaults
         (:func:`var_backbone`) for ``depth`` (an optional shortcut key; default: ``backbone.n_layer``
-        or 16), so a config only states what differs from VAR-d<depth>."""
-        config = dict(config)
+        or 16), so a config only states what differs from VAR-d<depth>; ``preset: var_d<depth>``
+        (:mod:`arforge.generators.presets`) is expanded first."""
+        config = resolve_preset(cls.preset_family, config)
         backbone = dict(config.get("backbone") or {})
         depth = int(config.pop("depth", backbone.get("n_layer", 16)))
         config["backbone"] = {**asdict(var_backbone(depth)), **backbone}

@@ -22,6 +22,7 @@ from arforge.config import ConfigError
 from arforge.generators.backbone import Backbone, BackboneConfig
 from arforge.generators.conditioning import CaptionEmbedder, ClassEmbedder
 from arforge.generators.kv_cache import KVCache
+from arforge.generators.presets import PresetMixin
 from arforge.generators.heads.categorical import CategoricalHead
 from arforge.generators.orders import GroupedOrder, Order, OrderConfig, Raster, TrainingArrangement
 from arforge.generators.rope import rope_grid, zero_rope
@@ -79,9 +80,10 @@ class RasterConfig:
 
 
 @register_model
-class RasterGenerator(Backbone, PretrainedMixin):
-    """Class- or text-conditional next-token generator over a raster token grid."""
+class RasterGenerator(PresetMixin, Backbone, PretrainedMixin):
+    """Class- or text-conditional next-token generator over a raster token grid (presets ``gpt_*``)."""
 
+    preset_family = "raster"
     config_class = RasterConfig
     model_kind = "generator"
     model_type = "raster"

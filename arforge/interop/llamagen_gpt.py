@@ -17,22 +17,17 @@ from typing import Mapping
 import torch
 
 from arforge.generators.backbone import BackboneConfig, find_multiple
+from arforge.generators.presets import presets_of
 from arforge.generators.raster import RasterConfig, RasterGenerator
 from arforge.interop.checkpoint_files import read_state_dict
 from arforge.pretrained import CheckpointError, load_state_dict_strict
 
 log = logging.getLogger(__name__)
 
-#: LlamaGen presets: (dim, n_layer) -> (name, n_head)
+#: LlamaGen presets (:mod:`arforge.generators.presets`, ``gpt_*``): (dim, n_layer) -> (name, n_head)
 GPT_PRESETS: dict[tuple[int, int], tuple[str, int]] = {
-    (768, 12): ("GPT-B", 12),
-    (1024, 24): ("GPT-L", 16),
-    (1280, 36): ("GPT-XL", 20),
-    (1536, 48): ("GPT-XXL", 24),
-    (2560, 48): ("GPT-XXXL", 40),
-    (2048, 22): ("GPT-1B", 32),
-    (3200, 24): ("GPT-3B", 32),
-    (4096, 32): ("GPT-7B", 32),
+    (p.config["backbone"]["dim"], p.config["backbone"]["n_layer"]): (name, p.config["backbone"]["n_head"])
+    for name, p in presets_of("raster").items()
 }
 
 #: keys some LlamaGen checkpoints carry that are derived values, not weights

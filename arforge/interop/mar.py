@@ -19,14 +19,15 @@ from typing import Any, Mapping
 
 import torch
 
+from arforge.generators.presets import presets_of
 from arforge.generators.mar import MARConfig, MARGenerator
 from arforge.interop.checkpoint_files import read_state_dict
 from arforge.pretrained import CheckpointError, load_state_dict_strict
 
 log = logging.getLogger(__name__)
 
-#: attention heads of MAR's released models by width (``mar_base``, ``mar_large``, ``mar_huge``)
-MAR_HEADS_BY_WIDTH = {768: 12, 1024: 16, 1280: 16}
+#: attention heads of MAR's released models by width (presets ``mar_b``, ``mar_l``, ``mar_h``)
+MAR_HEADS_BY_WIDTH = {p.config["encoder_embed_dim"]: p.config["encoder_num_heads"] for p in presets_of("mar").values()}
 
 _BLOCK = {"norm1": "attention_norm", "attn.qkv": "attention.wqkv", "attn.proj": "attention.wo",
           "norm2": "ffn_norm", "mlp.fc1": "feed_forward.w1", "mlp.fc2": "feed_forward.w2"}
