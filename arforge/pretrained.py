@@ -19,6 +19,7 @@ import torch
 
 from arforge.config import from_dict, to_dict
 from arforge.registry import Registry
+from arforge.utils.device import module_device
 from arforge.utils.io import atomic_directory, load_safetensors, save_safetensors
 
 CONFIG_NAME = "config.json"
@@ -110,6 +111,12 @@ class PretrainedMixin:
 
     #: JSON-serialisable facts saved beside the config (e.g. the tokenizer a generator was trained on)
     pretrained_extra: dict[str, Any] | None = None
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model's parameters live (the device samplers and pipelines put inputs on)."""
+        assert isinstance(self, torch.nn.Module)
+        return module_device(self)
 
     def save_pretrained(self, directory: str | Path, extra: Mapping[str, Any] | None = None) -> Path:
         """Write ``config.json`` + ``model.safetensors`` atomically into ``directory`` and return it.

@@ -91,7 +91,7 @@ class ARSampler(Sampler):
         """``prompt_tokens`` (int64 ``(B, n)``): the first ``n`` tokens in raster order are given, not
         sampled (e.g. the first frames of a video for frame prediction: with a causal video tokenizer
         the first ``k`` latent frames encode exactly the first frames of the clip)."""
-        require_capability(self.name, generator, "decode", "a token generator with a KV-cached decode pass")
+        require_capability(self.name, generator, "prefill", "a token generator with KV-cached prefill and decode passes")
         B, N = condition.shape[0], generator.num_tokens
         if prompt_tokens is not None and (prompt_tokens.ndim != 2 or prompt_tokens.shape[0] != B or prompt_tokens.shape[1] > N):
             raise ValueError(f"prompt_tokens must be (B={B}, n <= {N}) raster-order tokens, got {tuple(prompt_tokens.shape)}")

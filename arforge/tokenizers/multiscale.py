@@ -83,6 +83,8 @@ class MultiScaleVQTokenizer(nn.Module, PretrainedMixin):
     config_class = MultiScaleVQConfig
     model_kind = "tokenizer"
     model_type = "msvq"
+    #: discrete codes (the Tokenizer protocol: continuous tokenizers set True)
+    is_continuous = False
 
     def __init__(self, config: MultiScaleVQConfig):
         super().__init__()

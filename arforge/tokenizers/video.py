@@ -204,6 +204,8 @@ class VideoVQTokenizer(nn.Module, PretrainedMixin):
     config_class = VideoVQConfig
     model_kind = "tokenizer"
     model_type = "video_vq"
+    #: discrete codes (the Tokenizer protocol: continuous tokenizers set True)
+    is_continuous = False
 
     def __init__(self, config: VideoVQConfig):
         super().__init__()

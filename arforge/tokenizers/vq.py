@@ -112,6 +112,8 @@ class VQTokenizer(nn.Module, PretrainedMixin):
     config_class = VQConfig
     model_kind = "tokenizer"
     model_type = "vq"
+    #: discrete codes (the Tokenizer protocol: continuous tokenizers set True)
+    is_continuous = False
 
     def __init__(self, config: VQConfig):
         super().__init__()
