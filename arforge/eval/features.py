@@ -2,7 +2,7 @@
 
 :class:`InceptionFeatureExtractor` is an ``nn.Module`` = preprocessing protocol
 (:mod:`arforge.eval.preprocess`) + :class:`~arforge.eval.inception.InceptionV3`. It runs the
-network in channels-last layout (about 1.6x faster than the NCHW layout on CPU) and, on CUDA,
+network in channels-last layout (faster than NCHW on CPU; timings in docs/eval.md) and, on CUDA,
 with TF32 disabled so GPU and CPU features agree to float32 precision.
 
 :func:`iter_features` streams a source through it one batch at a time: peak memory is set by the

@@ -7,9 +7,9 @@ of the reference code (slow, and prone to imaginary round-off), one covariance i
 rank-revealing pivoted Cholesky, ``P^T S2 P = L L^T`` with ``L`` of shape ``(D, r)``, and the
 non-zero eigenvalues of ``S1 S2`` are those of the symmetric PSD ``(r, r)`` matrix
 ``L^T (P^T S1 P) L``. With fewer images than dimensions (``r = N - 1 < 2048``) this is a small
-eigenproblem, and it stays exact for the self-distance (FID of a set with itself is ~1e-10, not the
-~1e-3 that clipping noise eigenvalues gives). Everything is float64. It agrees with the
-``eigvals``-based formula of TTUR/torch-fidelity to ~1e-9 relative.
+eigenproblem, and it stays exact for the self-distance (no noise eigenvalues to clip). Everything
+is float64. The measured agreement with the ``eigvals``-based formula of TTUR/torch-fidelity is in
+docs/eval.md.
 """
 
 from __future__ import annotations
@@ -26,9 +26,8 @@ from arforge.eval.stats import GaussianStats
 
 @contextlib.contextmanager
 def _single_thread() -> Iterator[None]:
-    """Run torch single-threaded inside the block: the symmetric eigensolver is latency-bound and
-    its multi-threaded version is several times slower on small or busy CPUs (measured 0.85 s vs
-    2-5 s for 2048 x 2048 on 2 shared cores)."""
+    """Run torch single-threaded inside the block: the symmetric eigensolver is latency-bound, and
+    its multi-threaded version is slower on small or busy CPUs (timings: docs/eval.md)."""
     saved = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -1,12 +1,12 @@
 """Image preprocessing for the FID Inception: the two published protocols, resize included.
 
-The network sees ``(B, 3, 299, 299)`` floats. How uint8 images get there changes FID by about 0.5%
-on small images, so arforge offers the two conventions the published numbers use:
+The network sees ``(B, 3, 299, 299)`` floats. How uint8 images get there changes FID measurably on
+small images (docs/eval.md), so arforge offers the two conventions the published numbers use:
 
 ``"tf"`` (default) -- TensorFlow 1.x ``resize_bilinear(align_corners=False)`` of the uint8 values
     (as floats in ``[0, 255]``) to 299x299, then ``(x - 128) / 128``. This is what the original TF
     FID code (TTUR), the ADM evaluator (``VIRTUAL_imagenet256_labeled.npz`` numbers), StyleGAN's
-    metrics and torch-fidelity compute; arforge matches torch-fidelity to < 0.1% FID.
+    metrics and torch-fidelity compute (the measured agreement with torch-fidelity: docs/eval.md).
 ``"pytorch-fid"`` -- ``x / 255``, ``torch.nn.functional.interpolate(bilinear, align_corners=False,
     antialias=False)`` to 299x299, then ``2x - 1``: pytorch-fid's ``InceptionV3(resize_input=True,
     normalize_input=True)``. Use it to compare with numbers produced by pytorch-fid.
