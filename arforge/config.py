@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import types
+from dataclasses import dataclass, field
 import typing
 from pathlib import Path
 from typing import Any, Literal, Mapping, TypeVar, Union, get_args, get_origin, get_type_hints
@@ -177,3 +178,24 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must contain a YAML mapping at the top level")
     return data
+
+
+@dataclass
+class ComponentSpec:
+    """A registered component chosen by name in a config: ``{name: column_major, options: {...}}``.
+
+    :meth:`build` looks ``name`` up in a registry and calls the entry with the caller's positional
+    arguments and ``options`` as keywords; an unknown name or options the entry does not take raise
+    :class:`ConfigError` naming ``key`` (the config path, e.g. ``model.order``)."""
+
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def build(self, registry, *args: Any, key: str) -> Any:
+        if self.name not in registry:
+            raise ConfigError(f"unknown {registry.kind} '{key}.name: {self.name}'; registered: {', '.join(registry.names())} "
+                              "(a user's own needs its module: --import MODULE)")
+        try:
+            return registry.get(self.name)(*args, **self.options)
+        except TypeError as err:
+            raise ConfigError(f"{key}.options {self.options} do not fit {registry.kind} '{self.name}': {err}") from err

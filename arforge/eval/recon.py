@@ -26,7 +26,7 @@ from arforge.eval.features import InceptionFeatureExtractor, build_feature_extra
 from arforge.eval.frechet import fid_from_stats
 from arforge.eval.sources import ImageSource, open_source
 from arforge.eval.stats import RunningStats
-from arforge.utils.device import resolve_device
+from arforge.utils.device import module_device, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def evaluate_reconstruction(
     ``device``: where the tokenizer runs (default: its own device). All images must share one size.
     Returns a flat dict (``psnr_db``, ``ssim``, ``rfid``, ``codebook_usage``, ``codebook_perplexity``, ...).
     """
-    dev = resolve_device(device) if device is not None else next(tokenizer.parameters()).device
+    dev = resolve_device(device) if device is not None else module_device(tokenizer)
     tokenizer = tokenizer.to(dev).eval()
     channels = tokenizer_channels(tokenizer)
     src = open_source(source)

@@ -29,7 +29,7 @@ class NARConfig(RasterConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.require_class_condition("nar")
-        self.require_own_order("nar")
+        self.require_own_order("nar", head=True)
 
 
 def average_heads(logits_BEHV: torch.Tensor, use_EH: torch.Tensor) -> torch.Tensor:

@@ -18,13 +18,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from arforge.config import ConfigError
+from arforge.config import ComponentSpec, ConfigError
 from arforge.generators.backbone import Backbone, BackboneConfig
 from arforge.generators.conditioning import CaptionEmbedder, ClassEmbedder
 from arforge.generators.kv_cache import KVCache
 from arforge.generators.presets import PresetMixin
 from arforge.generators.heads.categorical import CategoricalHead
-from arforge.generators.orders import GroupedOrder, Order, OrderConfig, Raster, TrainingArrangement
+from arforge.generators.heads.categorical import TOKEN_HEADS
+from arforge.generators.orders import ORDERS, GroupedOrder, Order, Raster, TrainingArrangement
 from arforge.generators.rope import rope_grid, zero_rope
 from arforge.pretrained import PretrainedMixin, register_model
 
@@ -44,10 +45,12 @@ class RasterConfig:
         cls_token_num: prefix length P (1 for classes; text length for captions).
         token_dropout_p: dropout on the input embeddings.
         backbone: decoder shape (:class:`BackboneConfig`).
-        order: the generation order by name (:class:`OrderConfig`, from ``ORDERS``; e.g. ``zipar``
+        order: the generation order by name (``{name, options}`` from ``ORDERS``; e.g. ``zipar``
             or a user's registered order); ``None`` = the family's own (raster for ``raster``).
             The raster family runs any order that feeds one token group per pass through the
             standard prefix and predicts with one head.
+        head: the output head by name (``{name, options}`` from ``TOKEN_HEADS``, built as
+            ``factory(dim, vocab_size, **options)``); ``None`` = the linear categorical head.
     """
 
     vocab_size: int = 1024
@@ -59,7 +62,8 @@ class RasterConfig:
     cls_token_num: int = 1
     token_dropout_p: float = 0.0
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
-    order: Optional[OrderConfig] = None
+    order: Optional[ComponentSpec] = None
+    head: Optional[ComponentSpec] = None
 
     def __post_init__(self) -> None:
         if self.condition == "class" and self.cls_token_num != 1:
@@ -67,11 +71,14 @@ class RasterConfig:
         if len(self.grid_size) not in (2, 3) or min(self.grid_size) < 1 or self.vocab_size < 2:
             raise ValueError(f"invalid grid_size={self.grid_size} or vocab_size={self.vocab_size}")
 
-    def require_own_order(self, family: str) -> None:
-        """For families whose order follows from their own fields: refuse ``model.order``."""
+    def require_own_order(self, family: str, head: bool = False) -> None:
+        """For families whose order follows from their own fields: refuse ``model.order`` (and
+        ``model.head`` when ``head``: families with their own heads)."""
         if self.order is not None:
             raise ConfigError(f"{family} builds its own generation order: remove model.order "
                               f"(or use family: raster, which takes model.order)")
+        if head and self.head is not None:
+            raise ConfigError(f"{family} builds its own heads: remove model.head")
 
     def require_class_condition(self, family: str) -> None:
         """For families built on this config that have no caption path: refuse ``condition: caption``."""
@@ -112,14 +119,17 @@ class RasterGenerator(PresetMixin, Backbone, PretrainedMixin):
         return nn.Embedding(config.vocab_size, config.backbone.dim)
 
     def build_output(self, config: RasterConfig) -> nn.Module:
-        """The head that reads the trunk: categorical logits over the codebook (LlamaGen's ``output``)."""
-        return CategoricalHead(config.backbone.dim, config.vocab_size)
+        """The head that reads the trunk (``output``): ``config.head`` if given, else categorical
+        logits over the codebook (LlamaGen's ``output``)."""
+        if config.head is None:
+            return CategoricalHead(config.backbone.dim, config.vocab_size)
+        return config.head.build(TOKEN_HEADS, config.backbone.dim, config.vocab_size, key="model.head")
 
     def build_order(self, config: RasterConfig) -> Order:
         """The generation order: ``config.order`` if given, else raster (subclasses build their own)."""
         if config.order is None:
             return Raster(config.grid_size)
-        order = config.order.build(config.grid_size)
+        order = config.order.build(ORDERS, tuple(config.grid_size), key="model.order")
         if getattr(order, "num_heads", 1) != 1 or order.name == "next_block":
             family = {"neighbor": "nar", "next_block": "nbp"}.get(order.name, "a family built for it")
             raise ConfigError(f"the {order.name} order needs its own heads or start tokens: use family {family}, "

@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from arforge.samplers.base import Sampler
 from arforge.utils.images import make_grid, make_video_grid, save_gif, save_png, to_uint8
+from arforge.utils.device import module_device
 from arforge.utils.io import atomic_directory
 
 
@@ -38,7 +39,7 @@ def sample_to_folder(
     ``grid.gif``, ``grid.png`` (frames side by side) and ``samples/NNNNN_cC.gif``. Randomness comes
     from one ``torch.Generator`` seeded with ``seed``.
     """
-    device = next(generator.parameters()).device
+    device = module_device(generator)
     rng = torch.Generator(device=device).manual_seed(seed)
     images, passes, wall = [], 0, 0.0
     batches = range(0, len(labels), batch_size)

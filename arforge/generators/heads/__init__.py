@@ -5,9 +5,9 @@ Discrete tokens use :class:`CategoricalHead` (a linear map to float32 logits); c
 which offer ``loss(x0, cond)`` and ``sample(cond, ...)``.
 """
 
-from arforge.generators.heads.categorical import CategoricalHead
+from arforge.generators.heads.categorical import TOKEN_HEADS, CategoricalHead, register_token_head
 
 from arforge.generators.heads.diffusion import AdaLNMLP, DiffusionHead, DiffusionHeadConfig, GaussianDiffusion
 from arforge.generators.heads.flow import FlowHead, FlowHeadConfig
 
-__all__ = ["AdaLNMLP", "CategoricalHead", "DiffusionHead", "DiffusionHeadConfig", "FlowHead", "FlowHeadConfig", "GaussianDiffusion"]
+__all__ = ["AdaLNMLP", "CategoricalHead", "TOKEN_HEADS", "register_token_head", "DiffusionHead", "DiffusionHeadConfig", "FlowHead", "FlowHeadConfig", "GaussianDiffusion"]

@@ -6,8 +6,22 @@ parameter names (LlamaGen's ``output.weight``, VAR's ``head.weight`` / ``head.bi
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
+
+from arforge.registry import Registry
+
+#: heads over a codebook, chosen by ``model.head: {name: ..., options: {...}}`` in token-generator
+#: configs; an entry is called as ``factory(dim, vocab_size, **options)`` and returns a module
+#: mapping ``(..., dim)`` features to float32 logits ``(..., vocab_size)``
+TOKEN_HEADS: Registry[Callable[..., nn.Module]] = Registry("head")
+
+
+def register_token_head(name: str):
+    """Decorator registering a token-head factory (or ``nn.Module`` class) under ``name``."""
+    return TOKEN_HEADS.register(name)
 
 
 class CategoricalHead(nn.Linear):
@@ -22,3 +36,6 @@ class CategoricalHead(nn.Linear):
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return super().forward(h).float()
+
+
+TOKEN_HEADS.register("categorical", CategoricalHead)
