@@ -57,10 +57,14 @@ def run_quickstart(
     num_per_class: int = 50,
     cfg_scale: float = 3.0,
     top_k: int = 0,
+    top_p: float = 0.8,
     seed: int = 0,
     fid: bool = True,
 ) -> tuple[Path, dict]:
-    """Run the pipeline into a fresh folder (``out`` or ``out-N``); return it and the metrics."""
+    """Run the pipeline into a fresh folder (``out`` or ``out-N``); return it and the metrics.
+
+    Sampling: ``ar`` with constant CFG ``cfg_scale`` and nucleus sampling at ``top_p`` (plus
+    ``top_k`` if > 0); ``seed`` seeds both trainings and the sampler."""
     from arforge.eval.classifier import class_accuracy, load_or_train_mnist_classifier, per_class_accuracy
     from arforge.eval.recon import evaluate_reconstruction
     from arforge.train.schema import load_run_config
@@ -89,10 +93,10 @@ def run_quickstart(
     timings["generator_train_s"] = time.perf_counter() - t
     generator = load_pretrained(gen_run.exported_model_dir, kind="generator").to(dev).eval()
 
-    log.info("[3/5] sampling %d images per class (CFG %.1f)", num_per_class, cfg_scale)
+    log.info("[3/5] sampling %d images per class (CFG %.1f, top-p %.2f)", num_per_class, cfg_scale, top_p)
     num_classes = generator.config.num_classes
     labels = torch.arange(num_classes).repeat_interleave(num_per_class)
-    sampler = ARSampler(cfg=CFGSchedule(cfg_scale), logits=LogitsPipeline(top_k=top_k))
+    sampler = ARSampler(cfg=CFGSchedule(cfg_scale), logits=LogitsPipeline(top_k=top_k, top_p=top_p))
     t = time.perf_counter()
     sample_summary = sample_to_folder(generator, tokenizer, labels, sampler, run_dir / "samples", batch_size=100, seed=seed)
     timings["sampling_s"] = time.perf_counter() - t
@@ -112,6 +116,9 @@ def run_quickstart(
         "samples": {
             "num_images": int(len(samples["labels"])),
             "cfg_scale": cfg_scale,
+            "top_k": top_k,
+            "top_p": top_p,
+            "seed": seed,
             "class_accuracy": accuracy,
             "per_class_accuracy": {str(k): v for k, v in per_class.items()},
             "classifier_val_accuracy": float(getattr(classifier, "val_accuracy", float("nan"))),

@@ -12,7 +12,7 @@ def run(args: argparse.Namespace) -> int:
     run_dir, metrics = run_quickstart(
         args.out, device=args.device, tokenizer_config=args.tokenizer_config, generator_config=args.generator_config,
         tokenizer_overrides=args.tokenizer_set, generator_overrides=args.generator_set,
-        num_per_class=args.num_per_class, cfg_scale=args.cfg, top_k=args.top_k, seed=args.seed, fid=not args.no_fid,
+        num_per_class=args.num_per_class, cfg_scale=args.cfg, top_k=args.top_k, top_p=args.top_p, seed=args.seed, fid=not args.no_fid,
     )
     s = metrics["samples"]
     print(json.dumps({"tokenizer_psnr_db": metrics["tokenizer"]["psnr_db"], "codebook_usage": metrics["tokenizer"]["codebook_usage"],
@@ -35,7 +35,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--generator-set", action="append", default=[], metavar="KEY=VALUE", help="override in the generator config")
     p.add_argument("--num-per-class", type=int, default=50)
     p.add_argument("--cfg", type=float, default=3.0, help="classifier-free guidance scale")
-    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--top-k", type=int, default=0, help="0 = no top-k filtering")
+    p.add_argument("--top-p", type=float, default=0.8, help="nucleus sampling mass (1 = off)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-fid", action="store_true", help="skip the FID stage")
     p.set_defaults(func=run)
