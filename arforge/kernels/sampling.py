@@ -96,12 +96,35 @@ def sample_tokens(logits: torch.Tensor, seeds: torch.Tensor, *, uncond: torch.Te
 
 def guided_scaled_logits(rows_RV: torch.Tensor, uncond_RV: torch.Tensor | None, cfg_scale: float,
                          temperature: float) -> torch.Tensor:
-    """float32 ``(uncond + s (cond - uncond)) / T`` (``cond / T`` without ``uncond``)."""
+    """float32 ``(uncond + s (cond - uncond)) / T`` (``cond / T`` without ``uncond``), the CFG mix
+    computed as ``torch.lerp`` does (``cond - (cond - uncond) (1 - s)`` for ``s >= 0.5``), which the
+    Triton kernel repeats operation for operation."""
     x = rows_RV.float()
     if uncond_RV is not None and cfg_scale != 1.0:
-        u = uncond_RV.float()
-        x = u + (x - u) * cfg_scale
+        x = torch.lerp(uncond_RV.float(), x, cfg_scale)
     return x if temperature == 1.0 else x / temperature
+
+
+def top_candidates(x_RV: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` largest logits of each row and their vocabulary indices, both ``(R, k)``, in
+    vocabulary order: a selection over ``V`` and a sort of ``k`` indices, never a sort over ``V``
+    (NumPy's introselect and sort on CPU, where they are several times faster than torch's)."""
+    if x_RV.device.type == "cpu":
+        import numpy as np
+
+        idx = torch.from_numpy(np.sort(np.argpartition(x_RV.numpy(), x_RV.shape[-1] - k, axis=-1)[:, -k:], axis=-1))
+    else:
+        idx = torch.topk(x_RV, k, dim=-1, sorted=False).indices.sort(-1).values
+    return x_RV.gather(-1, idx), idx
+
+
+def sorted_descending(w_RC: torch.Tensor) -> torch.Tensor:
+    """Each row of ``w_RC`` sorted in descending order (NumPy on CPU)."""
+    if w_RC.device.type == "cpu":
+        import numpy as np
+
+        return torch.from_numpy(np.ascontiguousarray(np.sort(w_RC.numpy(), axis=-1)[:, ::-1]))
+    return w_RC.sort(-1, descending=True).values
 
 
 def kept_weights(x_RV: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
@@ -110,7 +133,7 @@ def kept_weights(x_RV: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
     m = x_RV.max(dim=-1, keepdim=True).values
     e = torch.exp(x_RV - m)
     if 0 < top_k < V:
-        vals, _ = torch.topk(x_RV, top_k, dim=-1)  # sorted, descending; a partial selection, not a sort
+        vals = sorted_descending(top_candidates(x_RV, top_k)[0])
         e = torch.where(x_RV >= vals[:, -1:], e, torch.zeros_like(e))
         if top_p < 1.0:  # exact nucleus on the k candidates: the first sorted one whose prefix mass reaches p
             ek = torch.exp(vals - m)
@@ -135,10 +158,34 @@ def nucleus_threshold(e_RV: torch.Tensor, top_p: float) -> torch.Tensor:
     return lo
 
 
+def inverse_cdf(w_RC: torch.Tensor, u_R: torch.Tensor) -> torch.Tensor:
+    """Per row the first column whose cumulative weight exceeds ``u * total`` (int64 ``(R,)``)."""
+    cdf = w_RC.cumsum(-1)
+    return torch.searchsorted(cdf, u_R[:, None] * cdf[:, -1:], right=True).squeeze(-1).clamp(max=w_RC.shape[-1] - 1)
+
+
 def sample_tokens_reference(rows_RV: torch.Tensor, uncond_RV: torch.Tensor | None, seed_R: torch.Tensor,
                             cfg_scale: float, temperature: float, top_k: int, top_p: float, offset: int) -> torch.Tensor:
-    """The PyTorch reference of :func:`sample_tokens` on flat rows ``(R, V)``: int64 ``(R,)``."""
-    e = kept_weights(guided_scaled_logits(rows_RV, uncond_RV, cfg_scale, temperature), top_k, top_p)
-    cdf = e.cumsum(-1)
-    target = row_uniforms(seed_R, offset)[:, None] * cdf[:, -1:]
-    return torch.searchsorted(cdf, target, right=True).squeeze(-1).clamp(max=rows_RV.shape[-1] - 1)
+    """The PyTorch reference of :func:`sample_tokens` on flat rows ``(R, V)``: int64 ``(R,)``.
+
+    With ``top_k`` the work after the selection is on the ``k`` candidates only (kept in vocabulary
+    order, so the draw walks the same CDF as the full-vocabulary one); rows with a tie at the ``k``-th
+    value take the full-vocabulary path, which keeps every tied logit."""
+    x = guided_scaled_logits(rows_RV, uncond_RV, cfg_scale, temperature)
+    u_R = row_uniforms(seed_R, offset)
+    V = x.shape[-1]
+    if not 0 < top_k < V:
+        return inverse_cdf(kept_weights(x, top_k, top_p), u_R)
+    vals, idx = top_candidates(x, top_k)
+    tied = (x >= vals.min(-1, keepdim=True).values).sum(-1) > top_k
+    e = torch.exp(vals - vals.max(-1, keepdim=True).values)
+    if top_p < 1.0:
+        ek = sorted_descending(e)
+        cum = ek.cumsum(-1)
+        crossing = (cum < top_p * cum[:, -1:]).sum(-1, keepdim=True).clamp(max=top_k - 1)
+        e = torch.where(e >= ek.gather(-1, crossing), e, torch.zeros_like(e))
+    tokens = idx.gather(-1, inverse_cdf(e, u_R)[:, None]).squeeze(-1)
+    if bool(tied.any()):
+        full = inverse_cdf(kept_weights(x[tied], top_k, top_p), u_R[tied])
+        tokens = tokens.masked_scatter(tied, full)
+    return tokens

@@ -22,9 +22,13 @@ from arforge.kernels.sampling import BISECTION_STEPS
 def _logits_block(cond_ptr, uncond_ptr, row_off, cols, V, cfg_scale, inv_temp, HAS_UNCOND: tl.constexpr):
     valid = cols < V
     x = tl.load(cond_ptr + row_off + cols, mask=valid, other=0.0).to(tl.float32)
-    if HAS_UNCOND:
+    if HAS_UNCOND:  # torch.lerp(u, x, s), operation for operation
         u = tl.load(uncond_ptr + row_off + cols, mask=valid, other=0.0).to(tl.float32)
-        x = u + (x - u) * cfg_scale
+        diff = x - u
+        if cfg_scale < 0.5:
+            x = u + cfg_scale * diff
+        else:
+            x = x - diff * (1.0 - cfg_scale)
     return x * inv_temp, valid
 
 

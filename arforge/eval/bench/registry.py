@@ -24,7 +24,7 @@ class Benchmark:
 BENCHMARKS: Registry[Benchmark] = Registry("benchmark")
 
 #: modules whose import registers the built-in benchmarks
-BUILTIN_MODULES = ["arforge.eval.bench.samplers", "arforge.eval.bench.orders"]
+BUILTIN_MODULES = ["arforge.eval.bench.samplers", "arforge.eval.bench.orders", "arforge.eval.bench.kernels"]
 
 
 def register_benchmark(name: str, help: str, add_arguments, run) -> None:
