@@ -63,18 +63,39 @@ class SJDSampler(Sampler):
         return torch.zeros(B, N, dtype=torch.long, device=device), torch.zeros(B, N, dtype=torch.bool, device=device)
 
     def _fill_structured(self, tokens_BN, drafted_BN, start_B, idx_BT, width: int) -> None:
-        """``repeat_left``/``spatial`` drafts for positions entering the window for the first time."""
+        """``repeat_left``/``spatial`` drafts for positions entering the window for the first time,
+        as if filled left to right (a copy may read the copy just made), in tensor ops: each position
+        to fill takes the token of the first position up its copy chain (left neighbour, or the
+        token above) that needs no filling in this pass."""
         if self.init == "random":
             return
-        B, N = tokens_BN.shape
-        row = torch.arange(B, device=tokens_BN.device)
-        for t in range(idx_BT.shape[1]):  # left to right: each copy may read the previous copy
-            pos = idx_BT[:, t]
-            src = pos - (1 if self.init == "repeat_left" else width)
-            src = torch.where(src < 0, pos - 1, src).clamp(min=0)
-            need = ~drafted_BN[row, pos] & (pos >= start_B)
-            tokens_BN[row[need], pos[need]] = tokens_BN[row[need], src[need]]
-            drafted_BN[row[need], pos[need]] = True
+        B, T = idx_BT.shape
+        first_BT = torch.ones_like(idx_BT, dtype=torch.bool)
+        first_BT[:, 1:] = idx_BT[:, 1:] != idx_BT[:, :-1]  # the window is clamped at N - 1: fill once
+        need_BT = ~drafted_BN.gather(1, idx_BT) & (idx_BT >= start_B[:, None]) & first_BT
+        if self.init == "repeat_left":
+            # the nearest position to the left that is not filled now: the window is consecutive from start
+            known_BT = torch.where(need_BT, torch.full_like(idx_BT, -1), idx_BT)
+            before_BT = torch.cat([torch.full_like(idx_BT[:, :1], -1), known_BT[:, :-1]], dim=1).cummax(dim=1).values
+            src_BT = torch.maximum(before_BT, (start_B - 1).clamp(min=0)[:, None])
+        else:
+            def source(pos):  # the token above; on the first row the left neighbour
+                up = pos - width
+                return torch.where(up < 0, pos - 1, up).clamp(min=0)
+
+            src_BT = source(idx_BT)
+            for _ in range(T):  # follow the chain while it points at a position filled in this pass
+                off = src_BT - idx_BT[:, :1]
+                inside = (off >= 0) & (off < T)
+                chained = inside & need_BT.gather(1, off.clamp(0, T - 1))
+                src_BT = torch.where(chained, source(src_BT), src_BT)
+        # repeated (clamped) window slots write what their first occurrence writes
+        steps_BT = torch.arange(T, device=idx_BT.device).expand(B, T)
+        first_of_BT = torch.where(first_BT, steps_BT, torch.zeros_like(steps_BT)).cummax(dim=1).values
+        values_BT = torch.where(need_BT, tokens_BN.gather(1, src_BT), tokens_BN.gather(1, idx_BT)).gather(1, first_of_BT)
+        done_BT = (drafted_BN.gather(1, idx_BT) | need_BT).gather(1, first_of_BT)
+        tokens_BN.scatter_(1, idx_BT, values_BT)
+        drafted_BN.scatter_(1, idx_BT, done_BT)
 
     def _proposals(self, drafts_BT: torch.Tensor, q_win_BTV: torch.Tensor, q_set_BT: torch.Tensor, V: int) -> torch.Tensor:
         """``q`` of the window's drafts: this sampler's earlier ``p`` where a Jacobi update set it,

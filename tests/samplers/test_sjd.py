@@ -83,3 +83,32 @@ def test_window_one_is_plain_ar_token_for_token(tiny_raster):
         ar = ARSampler(cfg=cfg, logits=logits).sample(gen, labels, generator_rng=torch.Generator().manual_seed(9))
         sjd = SJDSampler(window=1, cfg=cfg, logits=logits).sample(gen, labels, generator_rng=torch.Generator().manual_seed(9))
         assert torch.equal(sjd.tokens, ar.tokens) and sjd.stats.forward_passes == ar.stats.forward_passes
+
+
+@pytest.mark.parametrize("init", ["repeat_left", "spatial"])
+def test_structured_draft_fill_equals_the_left_to_right_definition(init):
+    """The tensor-op fill == filling the window position by position (each copy may read the one before)."""
+    from arforge.samplers.sjd import SJDSampler
+
+    def sequential(tokens, drafted, start, idx, width):
+        row = torch.arange(tokens.shape[0])
+        for t in range(idx.shape[1]):
+            pos = idx[:, t]
+            src = pos - (1 if init == "repeat_left" else width)
+            src = torch.where(src < 0, pos - 1, src).clamp(min=0)
+            need = ~drafted[row, pos] & (pos >= start)
+            tokens[row[need], pos[need]] = tokens[row[need], src[need]]
+            drafted[row[need], pos[need]] = True
+
+    g = torch.Generator().manual_seed(1)
+    sampler = SJDSampler(window=9, init=init)
+    for trial in range(20):
+        B, N, width = 5, 30, int(torch.randint(2, 7, (1,), generator=g))
+        tokens = torch.randint(0, 50, (B, N), generator=g)
+        drafted = torch.rand(B, N, generator=g) < 0.3
+        start = torch.randint(1, N, (B,), generator=g)
+        idx = (start[:, None] + torch.arange(9)).clamp(max=N - 1)
+        want_t, want_d = tokens.clone(), drafted.clone()
+        sequential(want_t, want_d, start, idx, width)
+        sampler._fill_structured(tokens, drafted, start, idx, width)
+        assert torch.equal(tokens, want_t) and torch.equal(drafted, want_d), trial
