@@ -3,6 +3,8 @@ reference and a Triton implementation:
 
 * :func:`arforge.kernels.sampling.sample_tokens`: CFG mix, temperature, top-k / top-p and the
   categorical draw in one pass over the vocabulary, from explicit per-row seeds, sort-free;
+* :func:`arforge.kernels.verify.verify_drafts`: speculative acceptance, first rejection per row and
+  the residual draw, from the same seeds as the sampling op;
 * :func:`arforge.kernels.vq.nearest_code`: blocked nearest-codebook search that never builds the
   ``N x K`` distance matrix.
 
