@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# The kernel tests run the Triton code on CPU through Triton's interpreter. Triton decides at import
+# time (of triton.language) whether it interprets, and other tests may import it indirectly (torch's
+# compiler stack), so the switch is set here, before any test module is imported.
+os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pytest
 import torch

@@ -86,7 +86,7 @@ def sample_tokens(logits: torch.Tensor, seeds: torch.Tensor, *, uncond: torch.Te
     if backend == "triton":
         from arforge.kernels.sampling_triton import sample_tokens_triton
 
-        out = sample_tokens_triton(rows, unc, seed_R, cfg_scale, temperature, top_k, top_p, offset)
+        out = sample_tokens_triton(rows, unc, seed_R, cfg_scale, temperature, top_k, top_p, offset, BISECTION_STEPS)
     elif backend == "reference":
         out = sample_tokens_reference(rows, unc, seed_R, cfg_scale, temperature, top_k, top_p, offset)
     else:
@@ -156,6 +156,24 @@ def nucleus_threshold(e_RV: torch.Tensor, top_p: float) -> torch.Tensor:
         enough = torch.where(e_RV >= mid, e_RV, torch.zeros_like(e_RV)).sum(-1, keepdim=True) >= target
         lo, hi = torch.where(enough, mid, lo), torch.where(enough, hi, mid)
     return lo
+
+
+def seeds_from(rng: torch.Generator | None, shape: tuple[int, ...], device: torch.device | str) -> torch.Tensor:
+    """int64 seeds in ``[0, 2^31)`` of ``shape`` drawn from ``rng`` (torch's default generator if
+    ``None``), on ``device``: how samplers turn their explicit generator into per-row seeds."""
+    gen_device = rng.device if rng is not None else "cpu"
+    return torch.randint(0, 2**31 - 1, shape, generator=rng, device=gen_device).to(device)
+
+
+def sample_from_weights(w: torch.Tensor, seeds: torch.Tensor, offset: int = 0) -> torch.Tensor:
+    """One inverse-CDF draw per row of non-negative weights ``w`` ``(..., V)`` (any positive total)
+    with the uniforms of :func:`row_uniforms`: int64 ``w.shape[:-1]``. What replaces
+    ``torch.multinomial`` for probabilities a sampler already holds (Jacobi refreshes, residuals)."""
+    if tuple(seeds.shape) != tuple(w.shape[:-1]):
+        raise ValueError(f"seeds must have the weights' row shape {tuple(w.shape[:-1])}, got {tuple(seeds.shape)}")
+    V = w.shape[-1]
+    flat = w.reshape(-1, V).float()
+    return inverse_cdf(flat, row_uniforms(seeds.reshape(-1).to(w.device), offset)).view(w.shape[:-1])
 
 
 def inverse_cdf(w_RC: torch.Tensor, u_R: torch.Tensor) -> torch.Tensor:

@@ -15,8 +15,6 @@ import torch
 import triton
 import triton.language as tl
 
-from arforge.kernels.sampling import BISECTION_STEPS
-
 
 @triton.jit
 def _logits_block(cond_ptr, uncond_ptr, row_off, cols, V, cfg_scale, inv_temp, HAS_UNCOND: tl.constexpr):
@@ -123,8 +121,9 @@ def _sample_kernel(cond_ptr, uncond_ptr, seed_ptr, out_ptr, V, stride, offset_mi
 
 
 def sample_tokens_triton(rows_RV: torch.Tensor, uncond_RV: torch.Tensor | None, seed_R: torch.Tensor, cfg_scale: float,
-                         temperature: float, top_k: int, top_p: float, offset: int) -> torch.Tensor:
-    """:func:`arforge.kernels.sampling.sample_tokens` on flat rows ``(R, V)`` with the Triton kernel."""
+                         temperature: float, top_k: int, top_p: float, offset: int, steps: int) -> torch.Tensor:
+    """:func:`arforge.kernels.sampling.sample_tokens` on flat rows ``(R, V)`` with the Triton kernel
+    (``steps``: bisection steps of the thresholds)."""
     R, V = rows_RV.shape
     rows_RV = rows_RV.contiguous()
     uncond = uncond_RV.contiguous() if uncond_RV is not None else rows_RV
@@ -138,6 +137,6 @@ def sample_tokens_triton(rows_RV: torch.Tensor, uncond_RV: torch.Tensor | None, 
         rows_RV, uncond, seed_R.contiguous().to(torch.int64), out, V, rows_RV.stride(0), offset_mix, float(cfg_scale),
         1.0 / float(temperature), int(top_k), float(top_p),
         HAS_UNCOND=uncond_RV is not None and cfg_scale != 1.0, TOP_K=use_k, TOP_P=top_p < 1.0,
-        STEPS=BISECTION_STEPS, BLOCK=block,
+        STEPS=steps, BLOCK=block,
     )
     return out

@@ -33,7 +33,7 @@ def verify_drafts(draft_BT: torch.Tensor, q_BTV: torch.Tensor, p_BTV: torch.Tens
     if backend == "triton":
         from arforge.kernels.verify_triton import verify_drafts_triton
 
-        return verify_drafts_triton(draft_BT, q_BTV, p_BTV, seed_B, offset, valid_BT)
+        return verify_drafts_triton(draft_BT, q_BTV, p_BTV, seed_B, *draw_numbers(offset, T), valid_BT)
     if backend != "reference":
         raise ValueError(f"unknown kernel backend {backend!r}; use 'reference' or 'triton'")
     return verify_drafts_reference(draft_BT, q_BTV, p_BTV, seed_B, offset, valid_BT)

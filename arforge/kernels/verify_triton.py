@@ -71,12 +71,11 @@ def _verify_kernel(draft_ptr, q_ptr, p_ptr, seed_ptr, valid_ptr, mix_ptr, n_out_
     tl.store(tok_out_ptr + row, tl.where(has_next, token, -1).to(tl.int64))
 
 
-def verify_drafts_triton(draft_BT, q_BTV, p_BTV, seed_B, offset: int, valid_BT) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`arforge.kernels.verify.verify_drafts` with the Triton kernel."""
-    from arforge.kernels.verify import draw_numbers
-
+def verify_drafts_triton(draft_BT, q_BTV, p_BTV, seed_B, tests: list[int], residual_draw: int,
+                         valid_BT) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`arforge.kernels.verify.verify_drafts` with the Triton kernel (``tests``, ``residual_draw``:
+    the uniforms' draw numbers)."""
     B, T, V = p_BTV.shape
-    tests, residual_draw = draw_numbers(offset, T)
     mixes = torch.tensor([(n & 0xFFFFFFFF) * 0x9E3779B9 & 0xFFFFFFFF for n in tests + [residual_draw]],
                          dtype=torch.int64, device=p_BTV.device)
     n_out = torch.empty(B, dtype=torch.int64, device=p_BTV.device)

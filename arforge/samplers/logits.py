@@ -13,6 +13,8 @@ from typing import Protocol
 
 import torch
 
+from arforge.kernels.sampling import sample_from_weights, sample_tokens, seeds_from
+
 
 class LogitsProcessor(Protocol):
     def __call__(self, logits: torch.Tensor) -> torch.Tensor: ...
@@ -98,13 +100,15 @@ class LogitsPipeline:
         return processed.softmax(dim=-1)
 
     def sample(self, logits: torch.Tensor, rng: torch.Generator | None = None) -> torch.Tensor:
-        """Draw one token per row: int64 ``logits.shape[:-1]``."""
+        """Draw one token per row: int64 ``logits.shape[:-1]``, through the fused sampling kernel
+        (:func:`arforge.kernels.sampling.sample_tokens`) with one seed per row drawn from ``rng``."""
         if self.greedy:
             return self.process(logits).argmax(-1)
-        return sample_from_probs(self.probs(logits), rng)
+        seeds = seeds_from(rng, tuple(logits.shape[:-1]), logits.device)
+        return sample_tokens(logits, seeds, temperature=self.temperature, top_k=self.top_k, top_p=self.top_p)
 
 
 def sample_from_probs(probs: torch.Tensor, rng: torch.Generator | None = None) -> torch.Tensor:
-    """One multinomial draw per row of ``probs`` ``(..., V)`` -> int64 ``(...)``."""
-    flat = probs.reshape(-1, probs.shape[-1])
-    return torch.multinomial(flat, 1, generator=rng).reshape(probs.shape[:-1])
+    """One draw per row of ``probs`` ``(..., V)`` -> int64 ``(...)``: an inverse-CDF lookup of a
+    seeded uniform (:func:`arforge.kernels.sampling.sample_from_weights`), seeds drawn from ``rng``."""
+    return sample_from_weights(probs, seeds_from(rng, tuple(probs.shape[:-1]), probs.device))

@@ -120,7 +120,7 @@ class SJDSampler(Sampler):
         # token 0 comes from the prefill pass, exactly as in plain AR sampling (and before any draft is drawn)
         first = guided_window_logits(model.prefill(cond_all, cache, mask_all)[:, None], B, self.cfg,
                                      torch.zeros(B, 1, dtype=torch.long), N)
-        token0_B = sample_from_probs(self.logits.probs(first)[:, 0], rng)
+        token0_B = self.logits.sample(first, rng)[:, 0]
         tokens_BN, drafted_BN = self._initial_drafts(B, N, V, device, rng)
         tokens_BN[:, 0] = token0_B
         stats.forward_passes += 1
@@ -147,14 +147,15 @@ class SJDSampler(Sampler):
             else:
                 fed_idx2 = fed_idx
             logits = model.decode(fed, fed_idx2, cache)
-            p_BTV = self.logits.probs(guided_window_logits(logits, B, self.cfg, target_idx, N))
+            guided_BTV = guided_window_logits(logits, B, self.cfg, target_idx, N)
             stats.forward_passes += 1
 
-            if T == 1:  # no speculation left: sample the next token from p, as plain AR does
-                tokens_BN[:, n_B.clamp(max=N - 1)[0]] = sample_from_probs(p_BTV[:, 0], rng)
+            if T == 1:  # no speculation left: sample the next token, as plain AR does
+                tokens_BN[:, n_B.clamp(max=N - 1)[0]] = self.logits.sample(guided_BTV[:, :1], rng)[:, 0]
                 stats.accepted_per_step.append(1.0)
                 n_B = n_B + 1
                 continue
+            p_BTV = self.logits.probs(guided_BTV)
             drafts = tokens_BN.gather(1, target_idx)
             q = self._proposals(drafts, q_win_BTV, q_set_BT, V)
             verdict = verify(drafts, q, p_BTV, rng, relax=self.relax, valid_BT=valid_BT)

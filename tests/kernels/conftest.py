@@ -1,15 +1,7 @@
-"""Kernel tests run the Triton code on CPU through Triton's interpreter.
-
-``TRITON_INTERPRET`` is read when a ``@triton.jit`` function is defined, i.e. when an
-``arforge.kernels.*_triton`` module is first imported, which only these tests do; setting it here,
-before any of them runs, is enough.
-"""
-
-import os
+"""Kernel tests run the Triton code on CPU through Triton's interpreter (``TRITON_INTERPRET=1``, set
+in ``tests/conftest.py`` before anything can import Triton)."""
 
 import pytest
-
-os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 @pytest.fixture(autouse=True)
