@@ -5,8 +5,8 @@ and its peak memory measured in a fresh process (growth of the peak resident set
 already holds the inputs):
 
 * ``sampling`` -- one token per row of ``(B, T, V)`` guided logits with top-k and top-p:
-  ``logits_pipeline`` (today's :class:`~arforge.samplers.logits.LogitsPipeline`: CFG mix, sort-based
-  top-p, softmax, ``torch.multinomial``), ``reference`` (:func:`arforge.kernels.sampling.sample_tokens`,
+  ``sort_multinomial`` (what :class:`~arforge.samplers.logits.LogitsPipeline` did before the kernel:
+  CFG mix, ``torch.topk``, sort-based top-p, softmax, ``torch.multinomial``), ``reference`` (:func:`arforge.kernels.sampling.sample_tokens`,
   PyTorch), ``compiled_reference`` (``torch.compile`` of it, with ``--compile``), ``triton`` (CUDA);
 * ``vq_nearest`` -- nearest code of ``N`` latents in a ``K x D`` codebook: ``full_matrix`` (the
   ``N x K`` distance matrix and its argmin), ``reference`` (:func:`arforge.kernels.vq.nearest_code`,
@@ -61,13 +61,14 @@ def sampling_impl(impl: str) -> Callable[[dict[str, torch.Tensor]], torch.Tensor
     from arforge.samplers.cfg import CFGSchedule
     from arforge.samplers.logits import LogitsPipeline
 
-    if impl == "logits_pipeline":
+    if impl == "sort_multinomial":  # what LogitsPipeline.sample did before the kernel
         pipeline = LogitsPipeline(temperature=SAMPLING["temperature"], top_k=SAMPLING["top_k"], top_p=SAMPLING["top_p"])
         rng = torch.Generator().manual_seed(0)
 
         def run(x):
-            guided = CFGSchedule.combine(x["cond"], x["uncond"], SAMPLING["cfg_scale"])
-            return pipeline.sample(guided, rng if guided.device.type == "cpu" else None)
+            probs = pipeline.probs(CFGSchedule.combine(x["cond"], x["uncond"], SAMPLING["cfg_scale"]))
+            flat = probs.reshape(-1, probs.shape[-1])
+            return torch.multinomial(flat, 1, generator=rng if flat.device.type == "cpu" else None).view(probs.shape[:-1])
         return run
     backend = "triton" if impl == "triton" else "reference"
 
@@ -93,7 +94,7 @@ OPS = {"sampling": (_sampling_inputs, sampling_impl), "vq_nearest": (_vq_inputs,
 
 
 def implementations(op: str, device: str, compile: bool) -> list[str]:
-    base = {"sampling": ["logits_pipeline", "reference"], "vq_nearest": ["full_matrix", "reference"]}[op]
+    base = {"sampling": ["sort_multinomial", "reference"], "vq_nearest": ["full_matrix", "reference"]}[op]
     if compile and op == "sampling":
         base.append("compiled_reference")
     if device.startswith("cuda") and triton_available():
@@ -157,7 +158,7 @@ def estimate_mb(op: str, impl: str, shape: tuple[int, ...]) -> float:
         N, K, _ = shape
         return (N * K if impl == "full_matrix" else min(N, (32 * 2**20) // (4 * K)) * K) * 4 / 2**20
     B, T, V = shape
-    return (6 if impl == "logits_pipeline" else 3) * B * T * V * 4 / 2**20
+    return (6 if impl == "sort_multinomial" else 3) * B * T * V * 4 / 2**20
 
 
 def run_kernel_bench(ops: list[str], sizes: list[str], device: str = "cpu", repeats: int = 5, compile: bool = False,
