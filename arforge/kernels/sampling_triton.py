@@ -31,6 +31,14 @@ def _logits_block(cond_ptr, uncond_ptr, row_off, cols, V, cfg_scale, inv_temp, H
 
 
 @triton.jit
+def _kept_block(cond_ptr, uncond_ptr, row_off, cols, V, cfg_scale, inv_temp, m, tau_x, tau_e, HAS_UNCOND: tl.constexpr):
+    """Weights ``exp(x - m)`` of a block where ``x >= tau_x`` and the weight ``>= tau_e`` (0 elsewhere)."""
+    x, valid = _logits_block(cond_ptr, uncond_ptr, row_off, cols, V, cfg_scale, inv_temp, HAS_UNCOND)
+    e = tl.exp(x - m)
+    return tl.where(valid & (x >= tau_x) & (e >= tau_e), e, 0.0), valid
+
+
+@triton.jit
 def _lowbias32(h):
     h = h ^ (h >> 16)
     h = h * tl.full((), 0x7FEB352D, tl.uint32)
@@ -72,8 +80,9 @@ def _sample_kernel(cond_ptr, uncond_ptr, seed_ptr, out_ptr, V, stride, offset_mi
 
     z = tl.zeros((), tl.float32)
     for start in range(0, V, BLOCK):
-        x, valid = _logits_block(cond_ptr, uncond_ptr, row_off, start + tl.arange(0, BLOCK), V, cfg_scale, inv_temp, HAS_UNCOND)
-        z += tl.sum(tl.where(valid & (x >= tau_x), tl.exp(x - m), 0.0), axis=0)
+        w, _ = _kept_block(cond_ptr, uncond_ptr, row_off, start + tl.arange(0, BLOCK), V, cfg_scale, inv_temp, m, tau_x,
+                           0.0, HAS_UNCOND)
+        z += tl.sum(w, axis=0)
 
     tau_e = tl.zeros((), tl.float32)
     if TOP_P:  # largest tau with sum(e[e >= tau]) >= p Z over the top-k survivors
@@ -84,10 +93,9 @@ def _sample_kernel(cond_ptr, uncond_ptr, seed_ptr, out_ptr, V, stride, offset_mi
             mid = (lo_e + hi_e) * 0.5
             mass = tl.zeros((), tl.float32)
             for start in range(0, V, BLOCK):
-                x, valid = _logits_block(cond_ptr, uncond_ptr, row_off, start + tl.arange(0, BLOCK), V, cfg_scale,
-                                         inv_temp, HAS_UNCOND)
-                e = tl.exp(x - m)
-                mass += tl.sum(tl.where(valid & (x >= tau_x) & (e >= mid), e, 0.0), axis=0)
+                w, _ = _kept_block(cond_ptr, uncond_ptr, row_off, start + tl.arange(0, BLOCK), V, cfg_scale, inv_temp, m,
+                                   tau_x, mid, HAS_UNCOND)
+                mass += tl.sum(w, axis=0)
             enough = mass >= target
             lo_e = tl.where(enough, mid, lo_e)
             hi_e = tl.where(enough, hi_e, mid)
@@ -95,9 +103,9 @@ def _sample_kernel(cond_ptr, uncond_ptr, seed_ptr, out_ptr, V, stride, offset_mi
 
     total = tl.zeros((), tl.float32)
     for start in range(0, V, BLOCK):
-        x, valid = _logits_block(cond_ptr, uncond_ptr, row_off, start + tl.arange(0, BLOCK), V, cfg_scale, inv_temp, HAS_UNCOND)
-        e = tl.exp(x - m)
-        total += tl.sum(tl.where(valid & (x >= tau_x) & (e >= tau_e), e, 0.0), axis=0)
+        w, _ = _kept_block(cond_ptr, uncond_ptr, row_off, start + tl.arange(0, BLOCK), V, cfg_scale, inv_temp, m, tau_x,
+                           tau_e, HAS_UNCOND)
+        total += tl.sum(w, axis=0)
 
     # the row's uniform, as arforge.kernels.sampling.row_uniforms: lowbias32(lowbias32(seed) + offset * golden)
     seed = tl.load(seed_ptr + row).to(tl.int64)
@@ -110,9 +118,7 @@ def _sample_kernel(cond_ptr, uncond_ptr, seed_ptr, out_ptr, V, stride, offset_mi
     token = tl.full((), V - 1, tl.int32)
     for start in range(0, V, BLOCK):
         cols = start + tl.arange(0, BLOCK)
-        x, valid = _logits_block(cond_ptr, uncond_ptr, row_off, cols, V, cfg_scale, inv_temp, HAS_UNCOND)
-        e = tl.exp(x - m)
-        w = tl.where(valid & (x >= tau_x) & (e >= tau_e), e, 0.0)
+        w, valid = _kept_block(cond_ptr, uncond_ptr, row_off, cols, V, cfg_scale, inv_temp, m, tau_x, tau_e, HAS_UNCOND)
         cdf = running + tl.cumsum(w, axis=0)
         hit = tl.min(tl.where(valid & (cdf > goal), cols, V - 1), axis=0)
         token = tl.minimum(token, hit)
