@@ -18,13 +18,19 @@ Per image and row ``r`` with ``c_r`` committed tokens:
   in this pass, and the earlier entries of its own segment. It never sees another row's drafts
   (which may be rejected) or a proxy other than itself; everything is still causal by raster index
   and ungenerated slots stay masked. A K/V entry kept after the pass was therefore computed from
-  committed tokens only.
+  committed tokens only. On top of that every fed slot sees exactly the context ZipAR's fixed
+  schedule gives it (:class:`~arforge.generators.orders.ZipAR`): token ``g`` sees token ``t`` iff ZipAR
+  emits ``t`` no later than ``g``, and a row start's proxy (always the one ZipAR's schedule feeds, also
+  when drafting let the row above finish first) sees the tokens ZipAR emitted before that row start.
+  Rows that run ahead thanks to accepted drafts therefore never show a token more context than
+  ZipAR would, and the samples follow ZipAR's own joint distribution (the oracle in
+  ``tests/samplers/test_zipar_sjd.py`` enumerates it through the exact ZipAR teacher-forcing layout).
 * **Verification** is :func:`~arforge.samplers.speculative.verify`, batched over all segments of
   all images: accept drafts while ``u < p/q``, resample the first rejected one from
   ``norm(max(0, p - q))``, refresh the later drafts from this pass's ``p`` (Jacobi), invalidate the
-  slots of rejected drafts and of proxies. Each committed token is distributed exactly as the
-  model's ``p`` at the moment it is committed; the approximation is ZipAR's (row ``r - 1`` is only
-  partly visible), never the verifier's.
+  slots of rejected drafts and of proxies. Each committed token is distributed exactly as ZipAR's
+  conditional of that token; the approximation is ZipAR's (row ``r - 1`` is only partly visible),
+  never the verifier's.
 
 ``draft = 1`` drafts nothing and reproduces :class:`~arforge.samplers.zipar.ZipARSampler` bit for
 bit under the same generator state; ``window = W`` (a row starts only after the previous one is
@@ -37,7 +43,7 @@ from __future__ import annotations
 
 import torch
 
-from arforge.generators.orders import check_proxy, proxy_source
+from arforge.generators.orders import check_proxy
 from arforge.samplers.base import Sampler, SampleResult, register_sampler
 from arforge.samplers.cfg import CFGSchedule, guided_window_logits
 from arforge.samplers.context import start_decoding
@@ -50,9 +56,10 @@ COMMITTED, DRAFT, PROXY = 0, 1, 2
 
 def _plan_image(count: list[int], filled_last: list[bool], rows: int, width: int, window: int, draft: int,
                 feeds: list[tuple[int, int, int, int]], segments: list[tuple[int, int, int, int]], image: int,
-                proxy: str = "above") -> None:
+                proxy_src: dict[int, int]) -> None:
     """Append one image's feeds ``(grid index, source index, segment id, kind)`` and segments
-    ``(image, grid index of the first target, number of targets, first feed offset)`` for one pass."""
+    ``(image, grid index of the first target, number of targets, first feed offset)`` for one pass.
+    ``proxy_src[r]``: the token ZipAR's schedule feeds as row ``r``'s start proxy (rows absent: no proxy)."""
     fed_slots: set[int] = set()
     for r in range(rows):
         c = count[r]
@@ -66,11 +73,11 @@ def _plan_image(count: list[int], filled_last: list[bool], rows: int, width: int
         start = len(feeds)
         if c > 0:
             feeds.append((r * width + c - 1, r * width + c - 1, seg, COMMITTED))
-        elif count[r - 1] == width:
+        elif r not in proxy_src:
             feeds.append((r * width - 1, r * width - 1, seg, COMMITTED))
             filled_last[r - 1] = True
         else:
-            feeds.append((r * width - 1, proxy_source(count, r, width, proxy), seg, PROXY))
+            feeds.append((r * width - 1, proxy_src[r], seg, PROXY))
         for t in range(1, n_targets):
             feeds.append((r * width + c + t - 1, r * width + c + t - 1, seg, DRAFT))
         fed_slots.update(f[0] for f in feeds[start:])
@@ -80,6 +87,36 @@ def _plan_image(count: list[int], filled_last: list[bool], rows: int, width: int
         if count[r] == width and not filled_last[r] and last not in fed_slots:
             feeds.append((last, last, -1, COMMITTED))
             filled_last[r] = True
+
+
+def zipar_context(order, device) -> tuple[torch.Tensor, dict[int, int]]:
+    """From ZipAR's fixed schedule: the pass that emits each token (int64 ``(N,)``) and, per row
+    whose start ZipAR predicts from a proxy, the grid index of the proxy token it feeds."""
+    steps = order.zipar_steps()
+    emit_pass = torch.empty(order.num_tokens, dtype=torch.long)
+    proxy_src: dict[int, int] = {}
+    width = order.grid_shape[1]
+    for k, step in enumerate(steps):
+        emit_pass[list(step.emit)] = k
+        for slot in step.proxies:
+            proxy_src[slot // width + 1] = step.feed_src[step.feed_idx.index(slot)]
+    return emit_pass.to(device), proxy_src
+
+
+def zipar_visibility(emit_pass_N: torch.Tensor, idx_BT: torch.Tensor, proxy_BT: torch.Tensor, num_prefix: int) -> torch.Tensor:
+    """``(B, T, P + N)``: the slots each fed entry may see under ZipAR's schedule. A real token ``g``
+    sees token ``t`` iff ``emit_pass[t] <= emit_pass[g]``; the proxy at slot ``g`` (predicting the row
+    start ``g + 1``) sees ``t < g`` emitted before ``g + 1``, and itself. Prefix slots are always visible."""
+    B, T = idx_BT.shape
+    N = emit_pass_N.numel()
+    t_N = torch.arange(N, device=idx_BT.device)
+    own = emit_pass_N[idx_BT]
+    start = emit_pass_N[(idx_BT + 1).clamp(max=N - 1)]
+    real_BTN = emit_pass_N[None, None] <= own[..., None]
+    proxy_BTN = (emit_pass_N[None, None] < start[..., None]) & (t_N[None, None] < idx_BT[..., None])
+    proxy_BTN |= t_N[None, None] == idx_BT[..., None]
+    allowed = torch.where(proxy_BT[..., None], proxy_BTN, real_BTN)
+    return torch.cat([torch.ones(B, T, num_prefix, dtype=torch.bool, device=idx_BT.device), allowed], dim=-1)
 
 
 @register_sampler("zipar_sjd")
@@ -111,6 +148,7 @@ class ZipARSJDSampler(Sampler):
         rng = generator_rng
         BB = cond_all.shape[0]
         P, S = model.num_prefix, cache.max_len
+        emit_pass_N, proxy_src = zipar_context(order, device)
 
         first = guided_window_logits(model.prefill(cond_all, cache, mask_all)[:, None], B, self.cfg,
                                      torch.zeros(B, 1, dtype=torch.long, device=device), N)
@@ -134,13 +172,14 @@ class ZipARSJDSampler(Sampler):
             segments: list[tuple[int, int, int, int]] = []
             for b in range(B):
                 feeds: list[tuple[int, int, int, int]] = []
-                _plan_image(count[b], filled_last[b], rows, width, window, self.draft, feeds, segments, b, self.proxy)
+                _plan_image(count[b], filled_last[b], rows, width, window, self.draft, feeds, segments, b, proxy_src)
                 per_image.append(feeds or [(N - 1, N - 1, -1, COMMITTED)])  # finished image: a harmless re-feed
             T = max(len(f) for f in per_image)
             plan = torch.tensor([f + [f[-1]] * (T - len(f)) for f in per_image], dtype=torch.long, device=device)
             plan = torch.cat([plan, plan]) if self.cfg.enabled else plan  # the unconditional half mirrors it
             idx_BT, src_BT, seg_BT, kind_BT = plan.unbind(-1)
             visible_BTS = self._visibility(cache.valid_BL, idx_BT + P, seg_BT, kind_BT, S)
+            visible_BTS &= zipar_visibility(emit_pass_N, idx_BT, kind_BT == PROXY, P)
             fed = tokens_BN.repeat(BB // B, 1).gather(1, src_BT)
             logits = model.decode(fed, idx_BT, cache, visible_BTS=visible_BTS)
             stats.forward_passes += 1
@@ -179,7 +218,7 @@ class ZipARSJDSampler(Sampler):
             # roll back: proxies and the slots of rejected drafts (feed offset > accepted count)
             seg_safe = seg_BT.clamp(min=0)  # feeds without a segment (flushes, pads) are COMMITTED
             offset_BT = torch.arange(T, device=device)[None] - start_G[seg_safe]
-            drop_BT = (kind_BT == PROXY) | ((kind_BT == DRAFT) & (offset_BT > accepted_G[seg_safe]))
+            drop_BT = self._rolled_back(kind_BT, offset_BT, accepted_G[seg_safe])
             drop_BS = torch.zeros(BB, S, device=device).scatter_add_(1, idx_BT + P, drop_BT.float()) > 0
             cache.valid_BL &= ~drop_BS
 
@@ -190,6 +229,12 @@ class ZipARSJDSampler(Sampler):
             active = [n for n, f in zip(per_image_commits, per_image) if any(x[2] >= 0 for x in f)]
             stats.accepted_per_step.append(sum(active) / max(len(active), 1))
         return self.finish(tokens_BN, model, ctx.finish_timing(), tokenizer)
+
+    @staticmethod
+    def _rolled_back(kind_BT: torch.Tensor, offset_BT: torch.Tensor, accepted_BT: torch.Tensor) -> torch.Tensor:
+        """The fed entries whose K/V are invalidated after the pass: proxies, and drafts past the
+        accepted ones of their segment (feed offset > accepted count)."""
+        return (kind_BT == PROXY) | ((kind_BT == DRAFT) & (offset_BT > accepted_BT))
 
     @staticmethod
     def _visibility(valid_BS: torch.Tensor, slot_BT: torch.Tensor, seg_BT: torch.Tensor, kind_BT: torch.Tensor,

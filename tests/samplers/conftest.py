@@ -9,19 +9,25 @@ from scipy.stats import chisquare
 from arforge.samplers import CFGSchedule, LogitsPipeline
 
 
-def exact_joint(gen, label, cfg: CFGSchedule, logits: LogitsPipeline, vocab: int, n: int) -> dict:
-    """P(sequence) under plain AR sampling with guidance and processors, by enumeration."""
+def exact_joint(gen, label, cfg: CFGSchedule, logits: LogitsPipeline, vocab: int, n: int, arrangement=None) -> dict:
+    """P(sequence) under plain AR sampling with guidance and processors, by enumeration; with
+    ``arrangement`` (e.g. the ZipAR order's exact layout) the conditionals are the ones that
+    teacher-forcing layout computes."""
     joint = {}
+    seqs = list(itertools.product(range(vocab), repeat=n))
     with torch.no_grad():
-        for seq in itertools.product(range(vocab), repeat=n):
-            x = torch.tensor([seq])
-            cond = gen(x, label)
+        for start in range(0, len(seqs), 4096):  # batched: every sequence is an independent teacher-forced row
+            chunk = seqs[start:start + 4096]
+            x = torch.tensor(chunk)
+            labels = label.expand(len(chunk))
+            cond = gen(x, labels, arrangement=arrangement)
             if cfg.enabled:
-                unc = gen(x, gen.null_condition(label))
+                unc = gen(x, gen.null_condition(labels), arrangement=arrangement)
                 scale = cfg.scales(torch.arange(n) / n)[:, None]
                 cond = unc + (cond - unc) * scale
-            probs = logits.probs(cond)[0]
-            joint[seq] = float(torch.prod(probs[torch.arange(n), torch.tensor(seq)]))
+            probs = logits.probs(cond)
+            picked = probs.gather(-1, x[..., None]).squeeze(-1).double().prod(-1)
+            joint.update(zip(chunk, picked.tolist()))
     return joint
 
 

@@ -69,3 +69,60 @@ def test_drafting_lowers_forward_passes_below_zipar(tiny_raster):
 def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="draft"):
         ZipARSJDSampler(window=2, draft=0)
+
+
+def _zipar_sjd_pvalue(gen, sampler, joint, n, seed=0):
+    from scipy.stats import chisquare
+
+    tokens = sampler.sample(gen, torch.tensor([1]).repeat(n), generator_rng=torch.Generator().manual_seed(seed)).tokens.view(n, -1)
+    counts = {k: 0 for k in joint}
+    for row in tokens.tolist():
+        counts[tuple(row)] += 1
+    keys = [k for k in joint if joint[k] * n >= 5]
+    obs = [counts[k] for k in keys]
+    exp = [joint[k] * n for k in keys]
+    return chisquare(obs, [e * sum(obs) / sum(exp) for e in exp]).pvalue
+
+
+
+def test_zipar_sjd_with_drafts_follows_zipars_own_joint_and_the_oracle_bites(tiny_raster, joint_oracle, monkeypatch):
+    """window 1 < W and draft > 1: rows run ahead of ZipAR's schedule when drafts are accepted, yet every
+    token sees exactly ZipAR's context, so the samples follow ZipAR's joint. Broken variants fail: drafts
+    seen by another row; no ZipAR context rule (what the sampler did before); rejected drafts kept valid
+    with visibility by cache validity alone. (With the context rule in place a stale rejected draft is
+    never visible, so rolling it back is a second line of defence, not what exactness rests on.)"""
+    import arforge.samplers.zipar_sjd as zs
+    from arforge.generators.orders import ZipAR
+
+    exact_joint, _ = joint_oracle
+    grid, vocab, n = (3, 3), 3, 20000
+    gen = tiny_raster(vocab=vocab, grid=grid, std=1.0, seed=2)
+    torch.manual_seed(2)
+    joint = exact_joint(gen, torch.tensor([1]), CFGSchedule(1.0), LogitsPipeline(), vocab, 9,
+                        arrangement=ZipAR(grid, 1).training_arrangement(gen.num_prefix))
+    assert sum(1 for v in joint.values() if v * n >= 5) >= 30  # a spread-out distribution
+    sampler = ZipARSJDSampler(window=1, draft=3)
+    assert _zipar_sjd_pvalue(gen, ZipARSampler(window=1), joint, n) > 0.001  # ZipAR itself
+    assert _zipar_sjd_pvalue(gen, sampler, joint, n) > 0.001
+
+    own_rule, zipar_rule = zs.ZipARSJDSampler._visibility, zs.zipar_visibility
+    fed = {}
+
+    def drafts_seen_by_other_rows(valid_BS, slot_BT, seg_BT, kind_BT, slots):  # both masks let every draft through
+        fed["drafts_BS"] = torch.zeros_like(valid_BS).scatter_(1, slot_BT, (kind_BT == zs.DRAFT))
+        return own_rule(valid_BS, slot_BT, seg_BT, kind_BT, slots) | fed["drafts_BS"][:, None, :]
+
+    with monkeypatch.context() as m:
+        m.setattr(zs.ZipARSJDSampler, "_visibility", staticmethod(drafts_seen_by_other_rows))
+        m.setattr(zs, "zipar_visibility", lambda *args: zipar_rule(*args) | fed["drafts_BS"][:, None, :])
+        assert _zipar_sjd_pvalue(gen, sampler, joint, n) < 1e-6
+
+    everything = lambda *args: torch.ones_like(zipar_rule(*args))  # noqa: E731
+    with monkeypatch.context() as m:  # the sampler before this oracle: rows ahead of ZipAR's schedule show more context
+        m.setattr(zs, "zipar_visibility", everything)
+        assert _zipar_sjd_pvalue(gen, sampler, joint, n) < 1e-6
+
+    with monkeypatch.context() as m:  # rejected drafts keep their K/V (only proxies rolled back), visibility by validity
+        m.setattr(zs, "zipar_visibility", everything)
+        m.setattr(zs.ZipARSJDSampler, "_rolled_back", staticmethod(lambda kind_BT, offset_BT, accepted_BT: kind_BT == zs.PROXY))
+        assert _zipar_sjd_pvalue(gen, sampler, joint, n) < 1e-6
