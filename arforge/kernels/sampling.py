@@ -135,15 +135,19 @@ def kept_weights(x_RV: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
     if 0 < top_k < V:
         vals = sorted_descending(top_candidates(x_RV, top_k)[0])
         e = torch.where(x_RV >= vals[:, -1:], e, torch.zeros_like(e))
-        if top_p < 1.0:  # exact nucleus on the k candidates: the first sorted one whose prefix mass reaches p
-            ek = torch.exp(vals - m)
-            cum = ek.cumsum(-1)
-            crossing = (cum < top_p * cum[:, -1:]).sum(-1, keepdim=True).clamp(max=top_k - 1)
-            tau = ek.gather(-1, crossing)
-            e = torch.where(e >= tau, e, torch.zeros_like(e))
+        if top_p < 1.0:  # exact nucleus on the k candidates
+            e = torch.where(e >= nucleus_cutoff(torch.exp(vals - m), top_p), e, torch.zeros_like(e))
     elif top_p < 1.0:
         e = torch.where(e >= nucleus_threshold(e, top_p), e, torch.zeros_like(e))
     return e
+
+
+def nucleus_cutoff(sorted_RC: torch.Tensor, top_p: float) -> torch.Tensor:
+    """``(R, 1)``: in weights sorted in descending order, the first one whose prefix mass reaches
+    ``top_p`` of the row's total (the smallest weight the nucleus keeps)."""
+    cum = sorted_RC.cumsum(-1)
+    crossing = (cum < top_p * cum[:, -1:]).sum(-1, keepdim=True).clamp(max=sorted_RC.shape[-1] - 1)
+    return sorted_RC.gather(-1, crossing)
 
 
 def nucleus_threshold(e_RV: torch.Tensor, top_p: float) -> torch.Tensor:
@@ -198,10 +202,7 @@ def sample_tokens_reference(rows_RV: torch.Tensor, uncond_RV: torch.Tensor | Non
     tied = (x >= vals.min(-1, keepdim=True).values).sum(-1) > top_k
     e = torch.exp(vals - vals.max(-1, keepdim=True).values)
     if top_p < 1.0:
-        ek = sorted_descending(e)
-        cum = ek.cumsum(-1)
-        crossing = (cum < top_p * cum[:, -1:]).sum(-1, keepdim=True).clamp(max=top_k - 1)
-        e = torch.where(e >= ek.gather(-1, crossing), e, torch.zeros_like(e))
+        e = torch.where(e >= nucleus_cutoff(sorted_descending(e), top_p), e, torch.zeros_like(e))
     tokens = idx.gather(-1, inverse_cdf(e, u_R)[:, None]).squeeze(-1)
     if bool(tied.any()):
         full = inverse_cdf(kept_weights(x[tied], top_k, top_p), u_R[tied])

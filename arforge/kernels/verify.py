@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from arforge.kernels.dispatch import kernel_backend
-from arforge.kernels.sampling import row_uniforms
+from arforge.kernels.sampling import inverse_cdf, row_uniforms
 
 
 def verify_drafts(draft_BT: torch.Tensor, q_BTV: torch.Tensor, p_BTV: torch.Tensor, seed_B: torch.Tensor, *,
@@ -59,8 +59,6 @@ def verify_drafts_reference(draft_BT, q_BTV, p_BTV, seed_B, offset: int, valid_B
     p_j = p_BTV[row, j].float()
     residual = (p_j - q_BTV[row, j].float()).clamp_min(0)
     residual = torch.where(residual.sum(-1, keepdim=True) > 1e-12, residual, p_j)
-    cdf = residual.cumsum(-1)
-    u = row_uniforms(seed_B, residual_draw).to(p_BTV.device)
-    drawn = torch.searchsorted(cdf, u[:, None] * cdf[:, -1:], right=True).squeeze(-1).clamp(max=V - 1)
+    drawn = inverse_cdf(residual, row_uniforms(seed_B, residual_draw).to(p_BTV.device))
     has_next = (num_accepted < T) & valid_BT[row, j]
     return num_accepted, torch.where(has_next, drawn, torch.full_like(drawn, -1))
