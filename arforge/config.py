@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import types
-from dataclasses import dataclass, field
 import typing
 from pathlib import Path
 from typing import Any, Literal, Mapping, TypeVar, Union, get_args, get_origin, get_type_hints
@@ -180,7 +179,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-@dataclass
+@dataclasses.dataclass
 class ComponentSpec:
     """A registered component chosen by name in a config: ``{name: column_major, options: {...}}``.
 
@@ -189,7 +188,7 @@ class ComponentSpec:
     :class:`ConfigError` naming ``key`` (the config path, e.g. ``model.order``)."""
 
     name: str
-    options: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def build(self, registry, *args: Any, key: str) -> Any:
         if self.name not in registry:

@@ -44,6 +44,7 @@ from __future__ import annotations
 import torch
 
 from arforge.generators.orders import check_proxy
+from arforge.generators.orders.zipar import emit_passes
 from arforge.samplers.base import Sampler, SampleResult, register_sampler
 from arforge.samplers.cfg import CFGSchedule, guided_window_logits
 from arforge.samplers.context import start_decoding
@@ -93,14 +94,9 @@ def zipar_context(order, device) -> tuple[torch.Tensor, dict[int, int]]:
     """From ZipAR's fixed schedule: the pass that emits each token (int64 ``(N,)``) and, per row
     whose start ZipAR predicts from a proxy, the grid index of the proxy token it feeds."""
     steps = order.zipar_steps()
-    emit_pass = torch.empty(order.num_tokens, dtype=torch.long)
-    proxy_src: dict[int, int] = {}
     width = order.grid_shape[1]
-    for k, step in enumerate(steps):
-        emit_pass[list(step.emit)] = k
-        for slot in step.proxies:
-            proxy_src[slot // width + 1] = step.feed_src[step.feed_idx.index(slot)]
-    return emit_pass.to(device), proxy_src
+    proxy_src = {slot // width + 1: step.feed_src[step.feed_idx.index(slot)] for step in steps for slot in step.proxies}
+    return emit_passes(steps, order.num_tokens).to(device), proxy_src
 
 
 def zipar_visibility(emit_pass_N: torch.Tensor, idx_BT: torch.Tensor, proxy_BT: torch.Tensor, num_prefix: int) -> torch.Tensor:

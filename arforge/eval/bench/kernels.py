@@ -20,6 +20,7 @@ Emu3-like: V = 32768). Writes ``bench.json`` (``records``: one per op, shape and
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import subprocess
@@ -172,8 +173,7 @@ def run_kernel_bench(ops: list[str], sizes: list[str], device: str = "cpu", repe
                 continue
             x = make_inputs(shape, device)
             for impl in implementations(op, device, compile):
-                fn = make_impl(impl)
-                ms = time_ms(lambda: fn(x), repeats, device)
+                ms = time_ms(functools.partial(make_impl(impl), x), repeats, device)
                 record = {"op": op, "shape": list(shape), "shape_name": name, "impl": impl, "ms": ms,
                           "peak_mb": peak_mb(op, impl, shape, device) if measure_memory else None,
                           "estimated_mb": estimate_mb(op, impl, shape)}

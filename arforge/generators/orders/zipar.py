@@ -120,6 +120,14 @@ def zipar_schedule(rows: int, width: int, window: int, proxy: str = "above") -> 
     return steps
 
 
+def emit_passes(steps: list[ZipARStep], num_tokens: int) -> torch.Tensor:
+    """int64 ``(N,)``: the pass of ``steps`` that emits each token."""
+    emit_pass = torch.empty(num_tokens, dtype=torch.long)
+    for k, step in enumerate(steps):
+        emit_pass[list(step.emit)] = k
+    return emit_pass
+
+
 def zipar_training_arrangement(rows: int, width: int, window: int, num_prefix: int, proxy: str = "above") -> TrainingArrangement:
     """The ZipAR-aware teacher-forcing layout of an ``rows x width`` raster model with window ``s``.
 
@@ -132,9 +140,7 @@ def zipar_training_arrangement(rows: int, width: int, window: int, num_prefix: i
     layout is plain causal teacher forcing (no side queries)."""
     n = rows * width
     steps = zipar_schedule(rows, width, window, proxy)
-    emit_pass = torch.empty(n, dtype=torch.long)
-    for k, step in enumerate(steps):
-        emit_pass[list(step.emit)] = k
+    emit_pass = emit_passes(steps, n)
     P = num_prefix
     L = P + n - 1
     inputs = torch.arange(n - 1)
